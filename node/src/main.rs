@@ -1,1 +1,98 @@
-fn main() {}
+//! `herald`: the server, the CLI client and the benchmarks in one binary.
+//! Only flag parsing, config loading and process wiring live here.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use herald_node::config::Config;
+
+/// Herald: a self-hosted customer-engagement cluster.
+#[derive(Parser)]
+#[command(name = "herald", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a node (a single-node cluster on loopback by default).
+    Serve(ServeArgs),
+    #[command(flatten)]
+    Client(herald_node::cli::ClientCommand),
+    /// Measure Herald against a baseline measured in the same run.
+    #[command(subcommand)]
+    Bench(herald_node::bench::BenchCommand),
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// TOML configuration file (see cluster-config/single-node.toml).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Directory for the node's data [default: ./herald-data].
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// gRPC address for clients [default: 127.0.0.1:50051].
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// Prometheus metrics address [default: 127.0.0.1:9464].
+    #[arg(long)]
+    metrics_listen: Option<SocketAddr>,
+}
+
+impl ServeArgs {
+    /// Defaults < file < `HERALD_*` environment < flags.
+    fn load_config(&self) -> anyhow::Result<Config> {
+        let mut config = match &self.config {
+            Some(path) => Config::from_file(path)?,
+            None => Config::default(),
+        };
+        let env: HashMap<String, String> = std::env::vars().collect();
+        config.apply_env(&env)?;
+        if let Some(dir) = &self.data_dir {
+            config.server.data_dir = dir.clone();
+        }
+        if let Some(listen) = self.listen {
+            config.server.listen = listen;
+        }
+        if let Some(listen) = self.metrics_listen {
+            config.server.metrics_listen = listen;
+        }
+        config.validate()?;
+        Ok(config)
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the tokio runtime")?;
+    runtime.block_on(async move {
+        match cli.command {
+            Command::Serve(args) => {
+                init_tracing();
+                let config = args.load_config()?;
+                herald_node::server::serve_until_signal(config).await
+            }
+            Command::Client(command) => herald_node::cli::run(command).await,
+            Command::Bench(command) => herald_node::bench::run(command).await,
+        }
+    })
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("HERALD_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn"));
+    // Logs go to stderr so that stdout stays free for command output.
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+}

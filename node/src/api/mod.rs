@@ -1,0 +1,60 @@
+//! tonic adapters of the public `herald.v1` services: take the request, convert and validate
+//! it, call the cluster, convert the answer; errors become statuses in [`status`] only.
+//!
+//! # Layout
+//! - [`convert`]: proto ⇄ domain, validating inputs with field paths.
+//! - [`status`]: errors → `tonic::Status` and batch item results.
+//! - [`projects`], [`endpoints`], [`events`]: one adapter per service.
+
+pub mod convert;
+pub mod endpoints;
+pub mod events;
+pub mod projects;
+pub mod status;
+
+use std::future::Future;
+use std::time::Instant;
+
+use tonic::{Response, Status};
+
+use crate::domain::FieldViolation;
+use crate::domain::endpoint::validate_id;
+use crate::domain::limits::Limits;
+
+/// Runs an RPC body and records its count and latency by rpc and status code.
+pub async fn observed<T>(rpc: &'static str, body: impl Future<Output = Result<T, Status>>) -> Result<Response<T>, Status> {
+    let started = Instant::now();
+    let result = body.await;
+    let code = match &result {
+        Ok(_) => "OK".to_string(),
+        Err(status) => format!("{:?}", status.code()),
+    };
+    metrics::counter!(crate::metrics::REQUESTS, "rpc" => rpc, "code" => code.clone()).increment(1);
+    metrics::histogram!(crate::metrics::REQUEST_SECONDS, "rpc" => rpc, "code" => code)
+        .record(started.elapsed().as_secs_f64());
+    result.map(Response::new)
+}
+
+/// Checks the ids a request names (project id, endpoint id, user id…), all at once.
+pub fn check_ids(ids: &[(&str, &str)], limits: &Limits) -> Result<(), Status> {
+    let mut violations: Vec<FieldViolation> = Vec::new();
+    for (field, value) in ids {
+        validate_id(field, value, limits, &mut violations);
+    }
+    if violations.is_empty() {
+        Ok(())
+    } else {
+        Err(status::invalid_argument(&violations))
+    }
+}
+
+/// Refuses a batch larger than the limit, whole.
+pub fn check_batch_len(field: &str, len: usize, limits: &Limits) -> Result<(), Status> {
+    if len > limits.items_per_batch {
+        return Err(status::invalid_argument(&[FieldViolation::new(
+            field,
+            format!("has {len} items, more than the limit of {}", limits.items_per_batch),
+        )]));
+    }
+    Ok(())
+}

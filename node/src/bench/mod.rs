@@ -1,0 +1,32 @@
+//! `herald bench …`: workloads that measure Herald against a baseline measured in the same
+//! run on the same machine, and print the result as a human summary and one JSON line.
+//!
+//! # Layout
+//! - [`ingest`]: `herald bench ingest`, concurrent `PutEvents`.
+//! - [`baseline`]: a no-op server with Herald's API, the transport's ceiling.
+//! - [`load`]: the closed-loop driver: workers, warmup, measured window, latency percentiles.
+//! - [`wire`]: `PutEvents` requests encoded once and responses decoded only to count results.
+//! - [`report`]: [`BenchReport`], the JSON line every workload prints last.
+
+pub mod baseline;
+pub mod ingest;
+pub mod load;
+pub mod report;
+pub mod wire;
+
+pub use report::BenchReport;
+
+/// The benchmark workloads.
+#[derive(Debug, clap::Subcommand)]
+pub enum BenchCommand {
+    /// Event ingestion: concurrent PutEvents batches against Herald and against a no-op
+    /// baseline server, reporting events/s, latency percentiles and their ratio.
+    Ingest(ingest::IngestArgs),
+}
+
+/// Runs one benchmark; its JSON report is the last line of stdout.
+pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
+    match command {
+        BenchCommand::Ingest(args) => ingest::run(args).await,
+    }
+}

@@ -1,0 +1,18 @@
+//! Pure rules with no I/O: the records Herald stores and the checks they must pass.
+//!
+//! # Layout
+//! - [`endpoint`]: endpoints, users and their validation (SPEC END-1..4).
+//! - [`event`]: events and their validation (SPEC EVT-1..3).
+//! - [`project`]: projects and their settings (SPEC PRJ-1, PRJ-2).
+//! - [`limits`]: the configurable limits table of SPEC.
+//! - [`violation`]: a bad field, named by path, with the reason.
+//! - [`hashing`]: the stable hash behind shard placement and cohorts.
+
+pub mod endpoint;
+pub mod event;
+pub mod hashing;
+pub mod limits;
+pub mod project;
+pub mod violation;
+
+pub use violation::FieldViolation;

@@ -1,0 +1,187 @@
+//! Replicated commands. Applying a command is deterministic: it depends only on the command
+//! and the state before it (the time of a write travels inside the command).
+
+use serde::{Deserialize, Serialize};
+
+use crate::domain::endpoint::{Endpoint, EndpointInput};
+use crate::domain::event::Event;
+use crate::domain::project::{Project, ProjectSettings};
+
+/// A command in a Raft entry.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum Command {
+    /// A change to the meta group's state.
+    Meta(MetaCommand),
+    /// Operations on one shard, gathered from concurrent requests into one entry.
+    Shard(Vec<ShardOp>),
+}
+
+/// Commands of the meta group.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum MetaCommand {
+    /// Stores a new project; refused if the id exists.
+    CreateProject(Project),
+    /// Replaces a project's settings.
+    UpdateProjectSettings {
+        /// The project.
+        project_id: String,
+        /// The new settings.
+        settings: ProjectSettings,
+    },
+    /// Removes a project and its event types (shard data is removed by `DeleteProjectData`).
+    DeleteProject {
+        /// The project.
+        project_id: String,
+    },
+    /// Registers event types of a project up to `limit` distinct types; answers which of
+    /// `event_types` are now registered.
+    RegisterEventTypes {
+        /// The project.
+        project_id: String,
+        /// Types seen in a request that the node did not know yet.
+        event_types: Vec<String>,
+        /// Most distinct types the project may have.
+        limit: usize,
+    },
+}
+
+/// Operations on a shard's endpoints, users and events.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum ShardOp {
+    /// Creates or replaces an endpoint; when its user changes, records pending user-index
+    /// changes to be carried to the users' shards.
+    UpsertEndpoint {
+        /// The project.
+        project_id: String,
+        /// The endpoint.
+        endpoint_id: String,
+        /// What the client wrote (validated).
+        input: EndpointInput,
+        /// RFC 3339 time of the request.
+        now: String,
+    },
+    /// Removes an endpoint, its events and activity; records a pending removal from its
+    /// user's index.
+    DeleteEndpoint {
+        /// The project.
+        project_id: String,
+        /// The endpoint.
+        endpoint_id: String,
+    },
+    /// Stores events of one endpoint (an event id seen before is overwritten, so a retried
+    /// request is not counted twice) and updates the endpoint's activity.
+    PutEvents {
+        /// The project.
+        project_id: String,
+        /// The endpoint.
+        endpoint_id: String,
+        /// Event id and event.
+        events: Vec<(String, Event)>,
+    },
+    /// Adds or removes one entry of the user index (this shard holds the user).
+    IndexUser {
+        /// The project.
+        project_id: String,
+        /// The user.
+        user_id: String,
+        /// The endpoint.
+        endpoint_id: String,
+        /// Whether the endpoint belongs to the user.
+        present: bool,
+    },
+    /// Forgets a pending user-index change once the user's shard applied it, unless a newer
+    /// change replaced it meanwhile.
+    ClearPendingIndex {
+        /// The project.
+        project_id: String,
+        /// The user.
+        user_id: String,
+        /// The endpoint.
+        endpoint_id: String,
+        /// The change that was carried.
+        present: bool,
+    },
+    /// Removes every record of a project in this shard.
+    DeleteProjectData {
+        /// The project.
+        project_id: String,
+    },
+}
+
+/// A pending change of the user index, kept in the endpoint's shard until the user's shard
+/// has applied it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingIndex {
+    /// The project.
+    pub project_id: String,
+    /// The user.
+    pub user_id: String,
+    /// The endpoint.
+    pub endpoint_id: String,
+    /// Whether the endpoint belongs to the user.
+    pub present: bool,
+}
+
+/// What applying a command answered.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum CommandResponse {
+    /// Answer to a meta command.
+    Meta(MetaResponse),
+    /// One answer per operation of a shard entry, in order.
+    Shard(Vec<ShardOpResult>),
+    /// A blank or membership entry.
+    Empty,
+}
+
+/// Answer to a meta command.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum MetaResponse {
+    /// The project after the command.
+    Project(Project),
+    /// The project does not exist.
+    ProjectNotFound,
+    /// A project with that id exists.
+    ProjectExists,
+    /// Which requested event types are registered; the rest exceed the limit.
+    EventTypes {
+        /// Registered (now or before).
+        accepted: Vec<String>,
+    },
+}
+
+/// Answer to one shard operation.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum ShardOpResult {
+    /// The endpoint after an upsert, or the endpoint that a delete removed (None: absent).
+    Endpoint {
+        /// The endpoint.
+        endpoint: Option<Box<Endpoint>>,
+        /// User-index changes the caller must carry to the users' shards.
+        pending: Vec<PendingIndex>,
+    },
+    /// Events stored: how many.
+    Events(usize),
+    /// Done.
+    Done,
+    /// Refused by a rule that only the state can check (e.g. a new endpoint without channel).
+    Refused(String),
+}
+
+impl std::fmt::Display for Command {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Meta(command) => write!(f, "meta {command:?}"),
+            Self::Shard(ops) => write!(f, "shard batch of {} ops", ops.len()),
+        }
+    }
+}
+
+impl std::fmt::Display for CommandResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Meta(answer) => write!(f, "meta {answer:?}"),
+            Self::Shard(results) => write!(f, "{} shard results", results.len()),
+            Self::Empty => write!(f, "empty"),
+        }
+    }
+}

@@ -1,0 +1,653 @@
+//! The state machines of the meta group and the shard groups, persisted in fjall.
+//!
+//! Each entry's writes, its log id and the membership go into one atomic fjall batch, so after
+//! a crash the state machine is exactly at some applied log id and openraft re-applies the
+//! committed entries after it. Snapshots are files written from a point-in-time fjall
+//! snapshot: building one never holds the shard in memory, and a restart starts from the
+//! persisted state, not from a replay of the whole log.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{self, BufReader, BufWriter, Read, Write};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+
+use fjall::Readable;
+use futures::{Stream, TryStreamExt};
+use openraft::alias::{LogIdOf, SnapshotMetaOf, SnapshotOf, StoredMembershipOf};
+use openraft::entry::RaftEntry;
+use openraft::storage::{EntryResponder, RaftStateMachine};
+use openraft::{EntryPayload, OptionalSend, RaftSnapshotBuilder, StoredMembership};
+use serde::{Deserialize, Serialize};
+use serde::de::DeserializeOwned;
+
+use super::command::{Command, CommandResponse, MetaCommand, MetaResponse, PendingIndex, ShardOp, ShardOpResult};
+use super::{GroupId, META_GROUP, TypeConfig};
+use crate::domain::endpoint::Endpoint;
+use crate::domain::hashing::cohort_of;
+use crate::domain::project::Project;
+use crate::storage::keys::{self, state, tag};
+use crate::storage::{Store, codec};
+
+/// Applied position of a group's state machine, written atomically with its data.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct AppliedState {
+    /// Last applied log id.
+    pub last_applied: Option<LogIdOf<TypeConfig>>,
+    /// Last applied membership.
+    pub membership: StoredMembershipOf<TypeConfig>,
+    /// Endpoints stored in this group (shards only).
+    pub endpoints: i64,
+}
+
+/// Where the current snapshot of a group is.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct SnapshotPointer {
+    meta: SnapshotMetaOf<TypeConfig>,
+    file: String,
+}
+
+/// Activity of an endpoint, updated by its events.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Activity {
+    /// Latest event timestamp seen (RFC 3339).
+    pub last_seen: String,
+    /// `_session.start` events seen.
+    pub sessions: u64,
+    /// Events seen.
+    pub events: u64,
+}
+
+/// The state machine of one group.
+pub struct StateMachine {
+    group: GroupId,
+    store: Store,
+    /// Endpoints stored, kept in memory for metrics and written with every applied batch.
+    endpoints: Arc<AtomicI64>,
+}
+
+impl StateMachine {
+    /// The state machine of `group` over `store`.
+    pub fn new(group: GroupId, store: Store) -> io::Result<Self> {
+        let applied: AppliedState = store
+            .get(&store.raft_state, &keys::state_key(group, state::APPLIED))?
+            .unwrap_or_default();
+        Ok(Self {
+            group,
+            store,
+            endpoints: Arc::new(AtomicI64::new(applied.endpoints)),
+        })
+    }
+
+    /// Endpoints stored in this group, for metrics.
+    pub fn endpoint_counter(&self) -> Arc<AtomicI64> {
+        self.endpoints.clone()
+    }
+
+    fn applied(&self) -> io::Result<AppliedState> {
+        Ok(self
+            .store
+            .get(&self.store.raft_state, &keys::state_key(self.group, state::APPLIED))?
+            .unwrap_or_default())
+    }
+
+    fn apply_entry(
+        &self,
+        entry: &<TypeConfig as openraft::RaftTypeConfig>::Entry,
+        applied: &mut AppliedState,
+    ) -> io::Result<CommandResponse> {
+        let mut writer = Writer::new(&self.store);
+        applied.last_applied = Some(entry.log_id());
+        let response = match &entry.payload {
+            EntryPayload::Blank => CommandResponse::Empty,
+            EntryPayload::Membership(membership) => {
+                applied.membership = StoredMembership::new(Some(entry.log_id()), membership.clone());
+                CommandResponse::Empty
+            }
+            EntryPayload::Normal(Command::Meta(command)) => {
+                CommandResponse::Meta(apply_meta(self.group, &mut writer, command)?)
+            }
+            EntryPayload::Normal(Command::Shard(ops)) => {
+                let mut results = Vec::with_capacity(ops.len());
+                for op in ops {
+                    results.push(apply_shard_op(self.group, &mut writer, op, &mut applied.endpoints)?);
+                }
+                CommandResponse::Shard(results)
+            }
+        };
+        writer.put(keys::state_key(self.group, state::APPLIED).to_vec(), applied, Space::State);
+        writer.commit()?;
+        self.endpoints.store(applied.endpoints, Ordering::Relaxed);
+        Ok(response)
+    }
+
+    fn snapshot_pointer(&self) -> io::Result<Option<SnapshotPointer>> {
+        Ok(self
+            .store
+            .get(&self.store.raft_state, &keys::state_key(self.group, state::SNAPSHOT))?)
+    }
+}
+
+/// Which keyspace a write goes to.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+enum Space {
+    Data,
+    State,
+}
+
+/// Writes of one entry: an atomic batch plus an overlay so later operations of the entry
+/// read what earlier ones wrote.
+struct Writer<'a> {
+    store: &'a Store,
+    batch: fjall::OwnedWriteBatch,
+    overlay: HashMap<Vec<u8>, Option<Vec<u8>>>,
+}
+
+impl<'a> Writer<'a> {
+    fn new(store: &'a Store) -> Self {
+        Self {
+            store,
+            batch: store.db.batch(),
+            overlay: HashMap::new(),
+        }
+    }
+
+    fn get<T: DeserializeOwned>(&self, key: &[u8]) -> io::Result<Option<T>> {
+        if let Some(value) = self.overlay.get(key) {
+            return match value {
+                Some(bytes) => Ok(Some(codec::decode(bytes).map_err(io::Error::other)?)),
+                None => Ok(None),
+            };
+        }
+        Ok(self.store.get(&self.store.data, key)?)
+    }
+
+    fn put<T: Serialize>(&mut self, key: Vec<u8>, value: &T, space: Space) {
+        let bytes = codec::encode(value);
+        match space {
+            Space::Data => {
+                self.batch.insert(&self.store.data, key.clone(), bytes.clone());
+                self.overlay.insert(key, Some(bytes));
+            }
+            Space::State => self.batch.insert(&self.store.raft_state, key, bytes),
+        }
+    }
+
+    fn delete(&mut self, key: Vec<u8>) {
+        self.batch.remove(&self.store.data, key.clone());
+        self.overlay.insert(key, None);
+    }
+
+    /// Deletes every data record under `prefix`, including ones written earlier in this entry.
+    fn delete_prefix(&mut self, prefix: &[u8]) -> io::Result<()> {
+        let mut doomed: Vec<Vec<u8>> = Vec::new();
+        for guard in self.store.data.prefix(prefix) {
+            doomed.push(guard.key().map_err(io::Error::other)?.to_vec());
+        }
+        doomed.extend(self.overlay.keys().filter(|k| k.starts_with(prefix)).cloned());
+        for key in doomed {
+            self.delete(key);
+        }
+        Ok(())
+    }
+
+    fn commit(self) -> io::Result<()> {
+        self.batch.commit().map_err(io::Error::other)
+    }
+}
+
+fn apply_meta(group: GroupId, writer: &mut Writer<'_>, command: &MetaCommand) -> io::Result<MetaResponse> {
+    Ok(match command {
+        MetaCommand::CreateProject(project) => {
+            let key = keys::data_key(group, tag::PROJECT, &[&project.project_id]);
+            if writer.get::<Project>(&key)?.is_some() {
+                return Ok(MetaResponse::ProjectExists);
+            }
+            writer.put(key, project, Space::Data);
+            MetaResponse::Project(project.clone())
+        }
+        MetaCommand::UpdateProjectSettings { project_id, settings } => {
+            let key = keys::data_key(group, tag::PROJECT, &[project_id]);
+            let Some(mut project) = writer.get::<Project>(&key)? else {
+                return Ok(MetaResponse::ProjectNotFound);
+            };
+            project.settings = settings.clone();
+            writer.put(key, &project, Space::Data);
+            MetaResponse::Project(project)
+        }
+        MetaCommand::DeleteProject { project_id } => {
+            let key = keys::data_key(group, tag::PROJECT, &[project_id]);
+            let Some(project) = writer.get::<Project>(&key)? else {
+                return Ok(MetaResponse::ProjectNotFound);
+            };
+            writer.delete(key);
+            writer.delete_prefix(&keys::data_key(group, tag::EVENT_TYPE, &[project_id]))?;
+            MetaResponse::Project(project)
+        }
+        MetaCommand::RegisterEventTypes {
+            project_id,
+            event_types,
+            limit,
+        } => {
+            if writer
+                .get::<Project>(&keys::data_key(group, tag::PROJECT, &[project_id]))?
+                .is_none()
+            {
+                return Ok(MetaResponse::ProjectNotFound);
+            }
+            let prefix = keys::data_key(group, tag::EVENT_TYPE, &[project_id]);
+            let mut registered = writer.store.data.prefix(&prefix).count();
+            let mut accepted = Vec::new();
+            for event_type in event_types {
+                let key = keys::data_key(group, tag::EVENT_TYPE, &[project_id, event_type]);
+                if writer.get::<()>(&key)?.is_some() {
+                    accepted.push(event_type.clone());
+                } else if registered < *limit {
+                    writer.put(key, &(), Space::Data);
+                    registered += 1;
+                    accepted.push(event_type.clone());
+                }
+            }
+            MetaResponse::EventTypes { accepted }
+        }
+    })
+}
+
+fn apply_shard_op(
+    group: GroupId,
+    writer: &mut Writer<'_>,
+    op: &ShardOp,
+    endpoints: &mut i64,
+) -> io::Result<ShardOpResult> {
+    Ok(match op {
+        ShardOp::UpsertEndpoint {
+            project_id,
+            endpoint_id,
+            input,
+            now,
+        } => {
+            let key = keys::data_key(group, tag::ENDPOINT, &[project_id, endpoint_id]);
+            let existing: Option<Endpoint> = writer.get(&key)?;
+            if existing.is_none() && input.channel_type.is_none() {
+                return Ok(ShardOpResult::Refused(
+                    "channel_type: is required for a new endpoint".to_string(),
+                ));
+            }
+            let endpoint = Endpoint::upserted(
+                existing.as_ref(),
+                project_id,
+                endpoint_id,
+                input.clone(),
+                now,
+                cohort_of(project_id, endpoint_id),
+            );
+            let old_user = existing.as_ref().map(|e| e.user.user_id.clone()).unwrap_or_default();
+            let new_user = endpoint.user.user_id.clone();
+            let mut pending = Vec::new();
+            if old_user != new_user {
+                if !old_user.is_empty() {
+                    pending.push(record_pending(group, writer, project_id, &old_user, endpoint_id, false));
+                }
+                if !new_user.is_empty() {
+                    pending.push(record_pending(group, writer, project_id, &new_user, endpoint_id, true));
+                }
+            }
+            if existing.is_none() {
+                *endpoints += 1;
+            }
+            writer.put(key, &endpoint, Space::Data);
+            ShardOpResult::Endpoint {
+                endpoint: Some(Box::new(endpoint)),
+                pending,
+            }
+        }
+        ShardOp::DeleteEndpoint {
+            project_id,
+            endpoint_id,
+        } => {
+            let key = keys::data_key(group, tag::ENDPOINT, &[project_id, endpoint_id]);
+            let Some(existing) = writer.get::<Endpoint>(&key)? else {
+                return Ok(ShardOpResult::Endpoint {
+                    endpoint: None,
+                    pending: Vec::new(),
+                });
+            };
+            writer.delete(key);
+            writer.delete(keys::data_key(group, tag::ACTIVITY, &[project_id, endpoint_id]));
+            writer.delete_prefix(&keys::data_key(group, tag::EVENT, &[project_id, endpoint_id]))?;
+            *endpoints -= 1;
+            let mut pending = Vec::new();
+            if !existing.user.user_id.is_empty() {
+                pending.push(record_pending(
+                    group,
+                    writer,
+                    project_id,
+                    &existing.user.user_id,
+                    endpoint_id,
+                    false,
+                ));
+            }
+            ShardOpResult::Endpoint {
+                endpoint: Some(Box::new(existing)),
+                pending,
+            }
+        }
+        ShardOp::PutEvents {
+            project_id,
+            endpoint_id,
+            events,
+        } => {
+            let activity_key = keys::data_key(group, tag::ACTIVITY, &[project_id, endpoint_id]);
+            let mut activity: Activity = writer.get(&activity_key)?.unwrap_or_default();
+            for (event_id, event) in events {
+                let key = keys::data_key(group, tag::EVENT, &[project_id, endpoint_id, event_id]);
+                writer.put(key, event, Space::Data);
+                activity.events += 1;
+                if event.event_type == "_session.start" {
+                    activity.sessions += 1;
+                }
+                if event.timestamp > activity.last_seen {
+                    activity.last_seen = event.timestamp.clone();
+                }
+            }
+            writer.put(activity_key, &activity, Space::Data);
+            ShardOpResult::Events(events.len())
+        }
+        ShardOp::IndexUser {
+            project_id,
+            user_id,
+            endpoint_id,
+            present,
+        } => {
+            let key = keys::data_key(group, tag::USER_INDEX, &[project_id, user_id, endpoint_id]);
+            if *present {
+                writer.put(key, &(), Space::Data);
+            } else {
+                writer.delete(key);
+            }
+            ShardOpResult::Done
+        }
+        ShardOp::ClearPendingIndex {
+            project_id,
+            user_id,
+            endpoint_id,
+            present,
+        } => {
+            let key = keys::data_key(group, tag::PENDING_INDEX, &[project_id, user_id, endpoint_id]);
+            if writer.get::<PendingIndex>(&key)?.is_some_and(|p| p.present == *present) {
+                writer.delete(key);
+            }
+            ShardOpResult::Done
+        }
+        ShardOp::DeleteProjectData { project_id } => {
+            let endpoint_prefix = keys::data_key(group, tag::ENDPOINT, &[project_id]);
+            let removed = writer.store.data.prefix(&endpoint_prefix).count() as i64;
+            for record in [
+                tag::ENDPOINT,
+                tag::USER_INDEX,
+                tag::PENDING_INDEX,
+                tag::EVENT,
+                tag::ACTIVITY,
+            ] {
+                writer.delete_prefix(&keys::data_key(group, record, &[project_id]))?;
+            }
+            *endpoints -= removed;
+            ShardOpResult::Done
+        }
+    })
+}
+
+fn record_pending(
+    group: GroupId,
+    writer: &mut Writer<'_>,
+    project_id: &str,
+    user_id: &str,
+    endpoint_id: &str,
+    present: bool,
+) -> PendingIndex {
+    let pending = PendingIndex {
+        project_id: project_id.to_string(),
+        user_id: user_id.to_string(),
+        endpoint_id: endpoint_id.to_string(),
+        present,
+    };
+    let key = keys::data_key(group, tag::PENDING_INDEX, &[project_id, user_id, endpoint_id]);
+    writer.put(key, &pending, Space::Data);
+    pending
+}
+
+/// Builds a snapshot file from a point-in-time view of the group.
+pub struct SnapshotBuilder {
+    group: GroupId,
+    store: Store,
+}
+
+/// Snapshot file layout: format version, meta length (u32) and meta, then records of
+/// key length (u32), key, value length (u32), value.
+fn write_snapshot_file(store: &Store, group: GroupId) -> io::Result<(SnapshotMetaOf<TypeConfig>, PathBuf)> {
+    let view = store.db.snapshot();
+    let applied: AppliedState = match view
+        .get(&store.raft_state, keys::state_key(group, state::APPLIED))
+        .map_err(io::Error::other)?
+    {
+        Some(bytes) => codec::decode(&bytes).map_err(io::Error::other)?,
+        None => AppliedState::default(),
+    };
+    let meta = SnapshotMetaOf::<TypeConfig> {
+        last_log_id: applied.last_applied,
+        last_membership: applied.membership.clone(),
+    };
+    let index = applied.last_applied.map_or(0, |id| id.index());
+    let name = format!("group-{group}-{index}.snap");
+    let path = store.snapshot_dir.join(&name);
+    let tmp = store.snapshot_dir.join(format!("{name}.tmp"));
+    let mut out = BufWriter::new(File::create(&tmp)?);
+    let meta_bytes = codec::encode(&meta);
+    out.write_all(&[codec::FORMAT_VERSION])?;
+    out.write_all(&(meta_bytes.len() as u32).to_be_bytes())?;
+    out.write_all(&meta_bytes)?;
+    for guard in view.prefix(&store.data, keys::group_prefix(group)) {
+        let (key, value) = guard.into_inner().map_err(io::Error::other)?;
+        out.write_all(&(key.len() as u32).to_be_bytes())?;
+        out.write_all(&key)?;
+        out.write_all(&(value.len() as u32).to_be_bytes())?;
+        out.write_all(&value)?;
+    }
+    let file = out.into_inner().map_err(|e| e.into_error())?;
+    file.sync_all()?;
+    std::fs::rename(&tmp, &path)?;
+    Ok((meta, path))
+}
+
+fn read_u32(input: &mut impl Read) -> io::Result<Option<u32>> {
+    let mut buf = [0u8; 4];
+    match input.read_exact(&mut buf) {
+        Ok(()) => Ok(Some(u32::from_be_bytes(buf))),
+        Err(error) if error.kind() == io::ErrorKind::UnexpectedEof => Ok(None),
+        Err(error) => Err(error),
+    }
+}
+
+fn read_bytes(input: &mut impl Read, len: u32) -> io::Result<Vec<u8>> {
+    let mut buf = vec![0u8; len as usize];
+    input.read_exact(&mut buf)?;
+    Ok(buf)
+}
+
+fn read_snapshot_meta(input: &mut impl Read) -> io::Result<SnapshotMetaOf<TypeConfig>> {
+    let mut version = [0u8; 1];
+    input.read_exact(&mut version)?;
+    if version[0] != codec::FORMAT_VERSION {
+        return Err(io::Error::other(format!("unknown snapshot format version {}", version[0])));
+    }
+    let len = read_u32(input)?.ok_or_else(|| io::Error::other("truncated snapshot header"))?;
+    codec::decode(&read_bytes(input, len)?).map_err(io::Error::other)
+}
+
+impl SnapshotBuilder {
+    fn set_current(store: &Store, group: GroupId, meta: &SnapshotMetaOf<TypeConfig>, path: &std::path::Path) -> io::Result<()> {
+        let previous: Option<SnapshotPointer> = store.get(&store.raft_state, &keys::state_key(group, state::SNAPSHOT))?;
+        let file = path.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_string();
+        let pointer = SnapshotPointer { meta: meta.clone(), file: file.clone() };
+        store
+            .raft_state
+            .insert(keys::state_key(group, state::SNAPSHOT), codec::encode(&pointer))
+            .map_err(io::Error::other)?;
+        store.sync()?;
+        if let Some(previous) = previous
+            && previous.file != file
+        {
+            let _ = std::fs::remove_file(store.snapshot_dir.join(previous.file));
+        }
+        Ok(())
+    }
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
+    type SnapshotData = File;
+
+    async fn build_snapshot(&mut self) -> Result<SnapshotOf<TypeConfig, File>, io::Error> {
+        let store = self.store.clone();
+        let group = self.group;
+        let (meta, path) = tokio::task::spawn_blocking(move || {
+            let (meta, path) = write_snapshot_file(&store, group)?;
+            SnapshotBuilder::set_current(&store, group, &meta, &path)?;
+            Ok::<_, io::Error>((meta, path))
+        })
+        .await
+        .map_err(io::Error::other)??;
+        Ok(SnapshotOf::<TypeConfig, File> {
+            meta,
+            snapshot: File::open(path)?,
+        })
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachine {
+    type SnapshotData = File;
+    type SnapshotBuilder = SnapshotBuilder;
+
+    async fn applied_state(
+        &mut self,
+    ) -> Result<(Option<LogIdOf<TypeConfig>>, StoredMembershipOf<TypeConfig>), io::Error> {
+        let applied = self.applied()?;
+        Ok((applied.last_applied, applied.membership))
+    }
+
+    async fn apply<Strm>(&mut self, entries: Strm) -> Result<(), io::Error>
+    where
+        Strm: Stream<Item = Result<EntryResponder<TypeConfig>, io::Error>> + Unpin + OptionalSend,
+    {
+        let mut entries = entries;
+        let mut applied = self.applied()?;
+        while let Some((entry, responder)) = entries.try_next().await? {
+            let response = self.apply_entry(&entry, &mut applied)?;
+            if let Some(responder) = responder {
+                responder.send(response);
+            }
+        }
+        Ok(())
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        SnapshotBuilder {
+            group: self.group,
+            store: self.store.clone(),
+        }
+    }
+
+    async fn install_snapshot(&mut self, meta: &SnapshotMetaOf<TypeConfig>, snapshot: File) -> Result<(), io::Error> {
+        let store = self.store.clone();
+        let group = self.group;
+        let meta = meta.clone();
+        let endpoints = tokio::task::spawn_blocking(move || install_snapshot_file(&store, group, &meta, snapshot))
+            .await
+            .map_err(io::Error::other)??;
+        self.endpoints.store(endpoints, Ordering::Relaxed);
+        Ok(())
+    }
+
+    async fn get_current_snapshot(&mut self) -> Result<Option<SnapshotOf<TypeConfig, File>>, io::Error> {
+        let Some(pointer) = self.snapshot_pointer()? else {
+            return Ok(None);
+        };
+        let file = File::open(self.store.snapshot_dir.join(&pointer.file))?;
+        Ok(Some(SnapshotOf::<TypeConfig, File> {
+            meta: pointer.meta,
+            snapshot: file,
+        }))
+    }
+}
+
+/// Replaces the group's state with the snapshot's, in bounded batches, and keeps the file as
+/// the current snapshot. Returns the endpoints it holds.
+fn install_snapshot_file(store: &Store, group: GroupId, meta: &SnapshotMetaOf<TypeConfig>, snapshot: File) -> io::Result<i64> {
+    const BATCH_RECORDS: usize = 10_000;
+    let index = meta.last_log_id.map_or(0, |id| id.index());
+    let path = store.snapshot_dir.join(format!("group-{group}-{index}.snap"));
+    let tmp = store.snapshot_dir.join(format!("group-{group}-{index}.snap.installing"));
+    {
+        let mut input = snapshot;
+        let mut out = File::create(&tmp)?;
+        io::copy(&mut input, &mut out)?;
+        out.sync_all()?;
+    }
+    std::fs::rename(&tmp, &path)?;
+    // Until the data is replaced, the applied state says "nothing": a crash here makes the
+    // next start install this snapshot again instead of trusting half-replaced data.
+    store
+        .raft_state
+        .insert(keys::state_key(group, state::APPLIED), codec::encode(&AppliedState::default()))
+        .map_err(io::Error::other)?;
+    SnapshotBuilder::set_current(store, group, meta, &path)?;
+
+    let mut batch = store.db.batch();
+    let mut pending = 0usize;
+    for guard in store.data.prefix(keys::group_prefix(group)) {
+        batch.remove(&store.data, guard.key().map_err(io::Error::other)?);
+        pending += 1;
+        if pending == BATCH_RECORDS {
+            std::mem::replace(&mut batch, store.db.batch()).commit().map_err(io::Error::other)?;
+            pending = 0;
+        }
+    }
+    let mut input = BufReader::new(File::open(&path)?);
+    let file_meta = read_snapshot_meta(&mut input)?;
+    if file_meta.last_log_id != meta.last_log_id {
+        return Err(io::Error::other("snapshot file does not match its metadata"));
+    }
+    let mut endpoints = 0i64;
+    let endpoint_prefix = [&keys::group_prefix(group)[..], &[tag::ENDPOINT]].concat();
+    while let Some(key_len) = read_u32(&mut input)? {
+        let key = read_bytes(&mut input, key_len)?;
+        let value_len = read_u32(&mut input)?.ok_or_else(|| io::Error::other("truncated snapshot record"))?;
+        let value = read_bytes(&mut input, value_len)?;
+        if !key.starts_with(&keys::group_prefix(group)) {
+            return Err(io::Error::other("snapshot record of another group"));
+        }
+        if key.starts_with(&endpoint_prefix) {
+            endpoints += 1;
+        }
+        batch.insert(&store.data, key, value);
+        pending += 1;
+        if pending == BATCH_RECORDS {
+            std::mem::replace(&mut batch, store.db.batch()).commit().map_err(io::Error::other)?;
+            pending = 0;
+        }
+    }
+    let applied = AppliedState {
+        last_applied: meta.last_log_id,
+        membership: meta.last_membership.clone(),
+        endpoints,
+    };
+    batch.insert(&store.raft_state, keys::state_key(group, state::APPLIED), codec::encode(&applied));
+    batch.commit().map_err(io::Error::other)?;
+    store.sync()?;
+    Ok(endpoints)
+}
+
+/// Whether `group` is the meta group.
+pub fn is_meta(group: GroupId) -> bool {
+    group == META_GROUP
+}
