@@ -15,7 +15,7 @@ use herald_proto::v1::{
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
-use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::server::TcpIncoming;
 use tonic::{Request, Response, Status};
 
 use super::wire::ACCEPTED;
@@ -43,12 +43,14 @@ impl BaselineServer {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let (stop, stopped) = oneshot::channel::<()>();
+        // The builder's `tcp_nodelay` only reaches listeners it binds itself; without
+        // TCP_NODELAY, Nagle's algorithm and delayed ACKs add ~40 ms to every response.
+        let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
         let serving = tokio::spawn(
             tonic::transport::Server::builder()
-                .tcp_nodelay(true)
                 .add_service(EventsServer::new(NoOpEvents))
                 .add_service(ProjectsServer::new(NoOpProjects))
-                .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
+                .serve_with_incoming_shutdown(incoming, async {
                     let _ = stopped.await;
                 }),
         );

@@ -1,6 +1,7 @@
 //! `herald endpoint import`: reads a CSV or JSONL file row by row (never whole), and sends
 //! the rows as `UpdateEndpointsBatch` requests through [`super::bulk`].
 
+use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read};
 use std::path::Path;
@@ -258,9 +259,64 @@ fn split_values(cell: &str) -> Vec<String> {
         .collect()
 }
 
+/// Keeps the bytes the csv reader has taken but whose lines are not counted yet, so the
+/// line a record starts on can be told exactly: the csv crate reports the line where it
+/// started looking (before blank lines, and one line early after a CRLF ending).
+struct LineCountingReader<R> {
+    inner: R,
+    /// Bytes from `uncounted_start` to what the csv reader has taken: at most one record
+    /// and one read-ahead buffer.
+    uncounted: VecDeque<u8>,
+    uncounted_start: u64,
+    newlines_counted: u64,
+}
+
+impl<R: Read> Read for LineCountingReader<R> {
+    fn read(&mut self, buffer: &mut [u8]) -> io::Result<usize> {
+        let length = self.inner.read(buffer)?;
+        self.uncounted.extend(&buffer[..length]);
+        Ok(length)
+    }
+}
+
+impl<R> LineCountingReader<R> {
+    fn new(inner: R) -> Self {
+        Self {
+            inner,
+            uncounted: VecDeque::new(),
+            uncounted_start: 0,
+            newlines_counted: 0,
+        }
+    }
+
+    /// The 1-based line of the first byte at or after `start` that is not a line ending.
+    /// Calls must come with `start` not decreasing.
+    fn line_of_record_at(&mut self, start: u64) -> u64 {
+        let passed = usize::try_from(start.saturating_sub(self.uncounted_start))
+            .unwrap_or(usize::MAX)
+            .min(self.uncounted.len());
+        let newlines = self
+            .uncounted
+            .drain(..passed)
+            .filter(|byte| *byte == b'\n')
+            .count();
+        self.newlines_counted += newlines as u64;
+        self.uncounted_start += passed as u64;
+        let mut line = self.newlines_counted + 1;
+        for byte in &self.uncounted {
+            match byte {
+                b'\n' => line += 1,
+                b'\r' => {}
+                _ => break,
+            }
+        }
+        line
+    }
+}
+
 /// A CSV file's data rows, converted to endpoint records.
 pub struct CsvEndpointRows<R> {
-    reader: csv::Reader<R>,
+    reader: csv::Reader<LineCountingReader<R>>,
     layout: CsvLayout,
     row: csv::StringRecord,
 }
@@ -271,7 +327,7 @@ impl<R: Read> CsvEndpointRows<R> {
         let mut reader = csv::ReaderBuilder::new()
             .has_headers(true)
             .flexible(false)
-            .from_reader(reader);
+            .from_reader(LineCountingReader::new(reader));
         let header = reader
             .headers()
             .map_err(|error| format!("cannot read the CSV header: {error}"))?
@@ -292,16 +348,22 @@ impl<R: Read> CsvEndpointRows<R> {
         self.reader.position().byte()
     }
 
+    fn line_at(&mut self, position: Option<&csv::Position>) -> u64 {
+        let start = position.map_or(self.reader.position().byte(), csv::Position::byte);
+        self.reader.get_mut().line_of_record_at(start)
+    }
+
     /// The next data row, or `None` at the end; an `Err` only when reading fails.
     pub fn next_row(&mut self) -> io::Result<Option<(u64, Result<EndpointRecord, String>)>> {
         match self.reader.read_record(&mut self.row) {
             Ok(false) => Ok(None),
             Ok(true) => {
-                let line = self.row.position().map_or(0, csv::Position::line);
+                let position = self.row.position().cloned();
+                let line = self.line_at(position.as_ref());
                 Ok(Some((line, self.layout.record(&self.row))))
             }
             Err(error) => {
-                let line = error.position().map_or(0, csv::Position::line);
+                let position = error.position().cloned();
                 let message = match error.into_kind() {
                     csv::ErrorKind::Io(io_error) => return Err(io_error),
                     csv::ErrorKind::UnequalLengths {
@@ -310,7 +372,7 @@ impl<R: Read> CsvEndpointRows<R> {
                     csv::ErrorKind::Utf8 { err, .. } => format!("the row is not UTF-8: {err}"),
                     other => format!("cannot read the row: {other:?}"),
                 };
-                Ok(Some((line, Err(message))))
+                Ok(Some((self.line_at(position.as_ref()), Err(message))))
             }
         }
     }
@@ -616,6 +678,24 @@ mod tests {
         assert!(
             endpoint(&rows[2]).metrics.is_empty(),
             "an empty cell is not given"
+        );
+    }
+
+    /// Line numbers stay exact with CRLF endings, blank lines and quoted multi-line cells.
+    #[test]
+    fn csv_line_numbers_survive_crlf_blank_lines_and_quoted_newlines() {
+        let crlf = rows(ImportFormat::Csv, "id,address\r\ne1,a\r\n\r\n\r\ne2,b\r\n");
+        let lines: Vec<u64> = crlf.iter().map(|row| row.line).collect();
+        assert_eq!(lines, vec![2, 5]);
+        let quoted = rows(
+            ImportFormat::Csv,
+            "id,attributes.note\ne1,\"two\nlines\"\n\ne2,x\ne3\n",
+        );
+        let lines: Vec<u64> = quoted.iter().map(|row| row.line).collect();
+        assert_eq!(lines, vec![2, 5, 6]);
+        assert!(
+            quoted[2].item.is_err(),
+            "the short row is an error on line 6"
         );
     }
 
