@@ -48,6 +48,8 @@ pub struct ClusterConfig {
     pub election_timeout_ms: u64,
     /// Log entries since the last snapshot that trigger a new one.
     pub snapshot_every_entries: u64,
+    /// Log entries kept behind the latest snapshot, so slow followers can catch up without one.
+    pub logs_kept_after_snapshot: u64,
     /// Most operations proposals gathered into one Raft entry.
     pub max_batch_ops: usize,
 }
@@ -80,6 +82,7 @@ impl Default for ClusterConfig {
             heartbeat_ms: 100,
             election_timeout_ms: 300,
             snapshot_every_entries: 20_000,
+            logs_kept_after_snapshot: 1_000,
             max_batch_ops: 4_096,
         }
     }

@@ -31,8 +31,9 @@ pub const PROPOSAL_BATCH_SIZE: &str = "herald_proposal_batch_size";
 /// Describes every metric and serves `/metrics` on `listen`. The recorder is global to the
 /// process, so only the first call installs it (tests start several nodes in one process).
 pub fn install(listen: SocketAddr) -> anyhow::Result<Option<SocketAddr>> {
-    static INSTALLED: std::sync::OnceLock<()> = std::sync::OnceLock::new();
-    if INSTALLED.get().is_some() {
+    static INSTALLED: std::sync::Mutex<bool> = std::sync::Mutex::new(false);
+    let mut installed = INSTALLED.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    if *installed {
         return Ok(None);
     }
     // Bind first so that port 0 resolves to a real port we can report.
@@ -50,7 +51,7 @@ pub fn install(listen: SocketAddr) -> anyhow::Result<Option<SocketAddr>> {
             &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0, 4096.0],
         )?
         .install()?;
-    INSTALLED.get_or_init(|| ());
+    *installed = true;
     describe();
     Ok(Some(bound))
 }

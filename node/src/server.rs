@@ -12,7 +12,7 @@ use herald_proto::v1::projects_server::ProjectsServer;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
-use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::server::TcpIncoming;
 
 use crate::api::endpoints::EndpointsApi;
 use crate::api::events::EventsApi;
@@ -56,6 +56,8 @@ impl RunningNode {
             .build_v1()
             .context("building the reflection service")?;
 
+        // Small responses must not wait for Nagle's algorithm.
+        let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
         let (stop, stopped) = oneshot::channel::<()>();
         let router = tonic::transport::Server::builder()
             .add_service(health_service)
@@ -72,7 +74,7 @@ impl RunningNode {
                 EventsServer::new(EventsApi::new(cluster.clone()))
                     .max_decoding_message_size(request_bytes),
             );
-        let serving = tokio::spawn(router.serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
+        let serving = tokio::spawn(router.serve_with_incoming_shutdown(incoming, async {
             let _ = stopped.await;
         }));
         let metrics_cluster = cluster.clone();

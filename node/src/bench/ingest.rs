@@ -575,4 +575,22 @@ mod tests {
         assert_eq!(parsed["concurrency"], 4);
         assert!(parsed["p99_ms"].as_f64().is_some());
     }
+
+    /// The bench's own node accepts the workload's events, so the bench measures ingestion
+    /// rather than rejections.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn own_node_accepts_the_workload() {
+        let workload = IngestWorkload {
+            concurrency: 4,
+            endpoints: 100,
+            batch: 100,
+        };
+        let shape = LoadShape {
+            warmup: Duration::ZERO,
+            duration: Duration::from_secs(1),
+        };
+        let (outcome, shards) = measure_own_node(Some(2), workload, shape).await.unwrap();
+        assert_eq!(shards, 2);
+        assert!(outcome.succeeded > 0, "{outcome:?}");
+    }
 }

@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use futures::StreamExt;
+use herald_proto::v1 as proto;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::json;
 use tokio::sync::mpsc;
@@ -50,6 +51,39 @@ impl RowError {
             id: id.into(),
             field: String::new(),
             message: message.into(),
+        }
+    }
+}
+
+impl RowError {
+    /// A row the server refused: the field without `item_prefix` (the path of the item in
+    /// the request, e.g. `items[3].`, since the line already says which row it is), the
+    /// message without a repeated field path, and the status when it is not the usual 400.
+    pub fn from_server(
+        line: u64,
+        id: impl Into<String>,
+        result: &proto::ItemResult,
+        item_prefix: &str,
+    ) -> Self {
+        let message = result
+            .message
+            .strip_prefix(&format!("{}: ", result.field))
+            .filter(|_| !result.field.is_empty())
+            .unwrap_or(&result.message);
+        let message = if result.status_code == 400 {
+            message.to_string()
+        } else {
+            format!("{message} (status {})", result.status_code)
+        };
+        let field = result
+            .field
+            .strip_prefix(item_prefix)
+            .unwrap_or(&result.field);
+        Self {
+            line,
+            id: id.into(),
+            field: field.to_string(),
+            message,
         }
     }
 }

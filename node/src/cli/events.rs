@@ -223,12 +223,19 @@ pub fn events_outcome(
             outcome.accepted += 1;
             continue;
         }
-        outcome.rejected.push(RowError {
-            line: source.line,
-            id: source.label(),
-            field: result.field.clone(),
-            message: format!("{} (status {})", result.message, result.status_code),
-        });
+        let endpoint_prefix = format!("batch_item[{:?}].", source.endpoint_id);
+        let event_prefix = format!("{endpoint_prefix}events[{:?}].", source.event_id);
+        let prefix = if result.field.starts_with(&event_prefix) {
+            event_prefix
+        } else {
+            endpoint_prefix
+        };
+        outcome.rejected.push(RowError::from_server(
+            source.line,
+            source.label(),
+            result,
+            &prefix,
+        ));
     }
     outcome
 }
@@ -429,7 +436,7 @@ mod tests {
         response.results.insert(
             "e2".into(),
             proto::EventsItemResponse {
-                endpoint_item_response: Some(item(400, "project not found", "")),
+                endpoint_item_response: Some(item(500, "storage failed", "")),
                 events_item_response: HashMap::new(),
             },
         );
@@ -442,5 +449,6 @@ mod tests {
             .collect();
         assert_eq!(rejected, vec![(2, "e1/b"), (3, "e2/c"), (4, "e3/d")]);
         assert_eq!(outcome.rejected[0].field, "timestamp");
+        assert_eq!(outcome.rejected[1].message, "storage failed (status 500)");
     }
 }

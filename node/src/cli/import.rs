@@ -528,9 +528,7 @@ fn empty_chunk() -> Chunk<EndpointBatch> {
     }
 }
 
-/// Maps the per-item results of a batch back to file lines. A result's field
-/// `items[3].endpoint.address` is shown as `endpoint.address`: the line already says which
-/// item it is.
+/// Maps the per-item results of a batch, in request order, back to file lines.
 pub fn batch_outcome(
     lines: &[u64],
     items: &[proto::EndpointBatchItem],
@@ -551,19 +549,12 @@ pub fn batch_outcome(
             outcome.accepted += 1;
             continue;
         }
-        let field = match item_result.field.split_once("].") {
-            Some((prefix, rest)) if prefix.starts_with("items[") => rest.to_string(),
-            _ => item_result.field,
-        };
-        outcome.rejected.push(RowError {
-            line: *line,
-            id: item.endpoint_id.clone(),
-            field,
-            message: format!(
-                "{} (status {})",
-                item_result.message, item_result.status_code
-            ),
-        });
+        outcome.rejected.push(RowError::from_server(
+            *line,
+            item.endpoint_id.clone(),
+            &item_result,
+            &format!("items[{index}]."),
+        ));
     }
     outcome
 }
@@ -851,7 +842,8 @@ mod tests {
                     endpoint_id: "e2".to_string(),
                     result: Some(proto::ItemResult {
                         status_code: 400,
-                        message: "\"x\" is not an email address".to_string(),
+                        message: "items[1].endpoint.address: \"x\" is not an email address"
+                            .to_string(),
                         field: "items[1].endpoint.address".to_string(),
                     }),
                 },
@@ -863,6 +855,7 @@ mod tests {
         let error = &outcome.rejected[0];
         assert_eq!((error.line, error.id.as_str()), (7, "e2"));
         assert_eq!(error.field, "endpoint.address");
+        assert_eq!(error.message, "\"x\" is not an email address");
     }
 
     /// Rows are handed over in batches of the asked size, with refused rows counted.

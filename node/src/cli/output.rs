@@ -110,7 +110,7 @@ fn metrics_json(metrics: &HashMap<String, f64>) -> Value {
 }
 
 /// Map entries sorted by name, for stable human output.
-fn sorted<'map, V>(map: &'map HashMap<String, V>) -> Vec<(&'map String, &'map V)> {
+fn sorted<V>(map: &HashMap<String, V>) -> Vec<(&String, &V)> {
     let mut entries: Vec<_> = map.iter().collect();
     entries.sort_by(|left, right| left.0.cmp(right.0));
     entries
@@ -127,7 +127,7 @@ fn tags_text(tags: &HashMap<String, String>) -> String {
 
 /// Project settings as JSON.
 pub fn project_settings_json(settings: &proto::ProjectSettings) -> Value {
-    let limits = settings.limits.clone().unwrap_or_default();
+    let limits = settings.limits.unwrap_or_default();
     let quiet_time = settings.quiet_time.clone().unwrap_or_default();
     let hook = settings.campaign_hook.clone().unwrap_or_default();
     json!({
@@ -381,18 +381,33 @@ pub fn endpoints_table(endpoints: &[proto::Endpoint]) -> Table {
 }
 
 /// A server error for people: the gRPC code, the message, then each field violation on
-/// its own line as `field: reason`.
+/// its own line as `field: reason`; a message that only repeats the violations is left out.
 pub fn status_text(status: &tonic::Status) -> String {
-    let mut text = format!("server answered {:?}: {}", status.code(), status.message());
-    if let Some(bad_request) = status.get_details_bad_request() {
-        for violation in bad_request.field_violations {
-            text.push_str(&format!(
-                "\n  {}: {}",
-                violation.field, violation.description
-            ));
+    let violations: Vec<String> = status
+        .get_details_bad_request()
+        .map(|bad_request| bad_request.field_violations)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|violation| format!("{}: {}", violation.field, violation.description))
+        .collect();
+    let code = status.code();
+    let message = status.message();
+    let message_repeats_violations = message == violations.join("; ");
+    match violations.len() {
+        0 => format!("server answered {code:?}: {message}"),
+        1 if message_repeats_violations => format!("server answered {code:?}: {message}"),
+        count => {
+            let mut text = if message_repeats_violations {
+                format!("server answered {code:?} with {count} problems:")
+            } else {
+                format!("server answered {code:?}: {message}")
+            };
+            for violation in violations {
+                text.push_str(&format!("\n  {violation}"));
+            }
+            text
         }
     }
-    text
 }
 
 /// The error a command returns when the server refuses a call.
@@ -416,22 +431,41 @@ mod tests {
         );
     }
 
-    /// Field violations in the status details are listed one per line.
+    fn invalid_argument(message: &str, violations: &[(&str, &str)]) -> tonic::Status {
+        let violations = violations
+            .iter()
+            .map(|(field, reason)| tonic_types::FieldViolation::new(*field, *reason))
+            .collect();
+        let details = tonic_types::ErrorDetails::with_bad_request(violations);
+        tonic::Status::with_error_details(tonic::Code::InvalidArgument, message, details)
+    }
+
+    /// Field violations are listed one per line, and a message that only joins them is not
+    /// printed twice.
     #[test]
-    fn status_text_lists_field_violations() {
-        let details =
-            tonic_types::ErrorDetails::with_bad_request(vec![tonic_types::FieldViolation::new(
-                "endpoint.address",
-                "\"x\" is not an email address",
-            )]);
-        let status = tonic::Status::with_error_details(
-            tonic::Code::InvalidArgument,
-            "invalid endpoint",
-            details,
+    fn status_text_lists_field_violations_once() {
+        let own_message = invalid_argument("invalid endpoint", &[("endpoint.address", "is empty")]);
+        assert_eq!(
+            status_text(&own_message),
+            "server answered InvalidArgument: invalid endpoint\n  endpoint.address: is empty"
+        );
+        let repeated = invalid_argument("address: is empty", &[("address", "is empty")]);
+        assert_eq!(
+            status_text(&repeated),
+            "server answered InvalidArgument: address: is empty"
+        );
+        let joined = invalid_argument(
+            "address: is empty; country: \"B\" is not a code",
+            &[("address", "is empty"), ("country", "\"B\" is not a code")],
         );
         assert_eq!(
-            status_text(&status),
-            "server answered InvalidArgument: invalid endpoint\n  endpoint.address: \"x\" is not an email address"
+            status_text(&joined),
+            "server answered InvalidArgument with 2 problems:\n  address: is empty\n  country: \"B\" is not a code"
+        );
+        let plain = tonic::Status::not_found("project \"p9\" not found");
+        assert_eq!(
+            status_text(&plain),
+            "server answered NotFound: project \"p9\" not found"
         );
     }
 

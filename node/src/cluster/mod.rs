@@ -88,7 +88,7 @@ impl Cluster {
                 election_timeout_min: config.cluster.election_timeout_ms,
                 election_timeout_max: config.cluster.election_timeout_ms * 2,
                 snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(config.cluster.snapshot_every_entries),
-                max_in_snapshot_log_to_keep: 1_000,
+                max_in_snapshot_log_to_keep: config.cluster.logs_kept_after_snapshot,
                 ..Default::default()
             }
             .validate()
