@@ -176,7 +176,10 @@ impl Config {
             problems.push(format!("version is {}, only 1 is known", self.version));
         }
         if !(1..=1024).contains(&self.cluster.shards) {
-            problems.push(format!("cluster.shards is {}, must be 1..=1024", self.cluster.shards));
+            problems.push(format!(
+                "cluster.shards is {}, must be 1..=1024",
+                self.cluster.shards
+            ));
         }
         if self.cluster.heartbeat_ms == 0 {
             problems.push("cluster.heartbeat_ms must be positive".to_string());
@@ -222,7 +225,8 @@ mod tests {
     /// A misspelt setting is an error, not silently ignored.
     #[test]
     fn unknown_fields_are_refused() {
-        let error = toml::from_str::<Config>("[server]\nlisten_addr = \"127.0.0.1:1\"\n").unwrap_err();
+        let error =
+            toml::from_str::<Config>("[server]\nlisten_addr = \"127.0.0.1:1\"\n").unwrap_err();
         assert!(error.to_string().contains("listen_addr"), "{error}");
     }
 

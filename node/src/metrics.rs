@@ -32,7 +32,9 @@ pub const PROPOSAL_BATCH_SIZE: &str = "herald_proposal_batch_size";
 /// process, so only the first call installs it (tests start several nodes in one process).
 pub fn install(listen: SocketAddr) -> anyhow::Result<Option<SocketAddr>> {
     static INSTALLED: std::sync::Mutex<bool> = std::sync::Mutex::new(false);
-    let mut installed = INSTALLED.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut installed = INSTALLED
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     if *installed {
         return Ok(None);
     }
@@ -45,10 +47,15 @@ pub fn install(listen: SocketAddr) -> anyhow::Result<Option<SocketAddr>> {
     ];
     PrometheusBuilder::new()
         .with_http_listener(bound)
-        .set_buckets_for_metric(metrics_exporter_prometheus::Matcher::Full(REQUEST_SECONDS.into()), &buckets)?
+        .set_buckets_for_metric(
+            metrics_exporter_prometheus::Matcher::Full(REQUEST_SECONDS.into()),
+            &buckets,
+        )?
         .set_buckets_for_metric(
             metrics_exporter_prometheus::Matcher::Suffix("batch_size".into()),
-            &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0, 4096.0],
+            &[
+                1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0, 4096.0,
+            ],
         )?
         .install()?;
     *installed = true;
@@ -58,14 +65,24 @@ pub fn install(listen: SocketAddr) -> anyhow::Result<Option<SocketAddr>> {
 
 fn describe() {
     describe_counter!(REQUESTS, "gRPC requests by rpc and status code");
-    describe_histogram!(REQUEST_SECONDS, Unit::Seconds, "gRPC request latency by rpc and status code");
+    describe_histogram!(
+        REQUEST_SECONDS,
+        Unit::Seconds,
+        "gRPC request latency by rpc and status code"
+    );
     describe_counter!(EVENTS_INGESTED, "events stored");
-    describe_gauge!(ENDPOINTS_STORED, "endpoints stored in the shards this node leads");
+    describe_gauge!(
+        ENDPOINTS_STORED,
+        "endpoints stored in the shards this node leads"
+    );
     describe_gauge!(RAFT_TERM, "raft term by group");
     describe_gauge!(RAFT_LEADER, "raft leader node id by group, 0 when unknown");
     describe_gauge!(RAFT_IS_LEADER, "1 when this node leads the group");
     describe_gauge!(RAFT_COMMIT_INDEX, "raft commit index by group");
     describe_gauge!(RAFT_APPLIED_INDEX, "raft last applied index by group");
     describe_histogram!(FSYNC_BATCH_SIZE, "log appends made durable by one fsync");
-    describe_histogram!(PROPOSAL_BATCH_SIZE, "operations gathered into one raft entry");
+    describe_histogram!(
+        PROPOSAL_BATCH_SIZE,
+        "operations gathered into one raft entry"
+    );
 }

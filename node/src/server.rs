@@ -47,9 +47,15 @@ impl RunningNode {
         let cluster = Cluster::start(config, client_addr.to_string()).await?;
 
         let (health_reporter, health_service) = tonic_health::server::health_reporter();
-        health_reporter.set_serving::<ProjectsServer<ProjectsApi>>().await;
-        health_reporter.set_serving::<EndpointsServer<EndpointsApi>>().await;
-        health_reporter.set_serving::<EventsServer<EventsApi>>().await;
+        health_reporter
+            .set_serving::<ProjectsServer<ProjectsApi>>()
+            .await;
+        health_reporter
+            .set_serving::<EndpointsServer<EndpointsApi>>()
+            .await;
+        health_reporter
+            .set_serving::<EventsServer<EventsApi>>()
+            .await;
         let reflection = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(herald_proto::DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -111,7 +117,7 @@ impl RunningNode {
 pub async fn serve_until_signal(config: Config) -> anyhow::Result<()> {
     let node = RunningNode::start(config).await?;
     if let Some(metrics) = node.metrics_addr {
-        tracing::info!(%metrics, "metrics at http://{metrics}/metrics");
+        tracing::info!(%metrics, "prometheus metrics at /metrics");
     }
     wait_for_signal().await?;
     tracing::info!("stopping: finishing requests in flight");

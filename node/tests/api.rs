@@ -89,7 +89,9 @@ fn email_endpoint(address: &str, user: &str) -> pb::EndpointRequest {
             user_id: user.into(),
             user_attributes: HashMap::from([(
                 "FirstName".to_string(),
-                pb::AttributeValues { values: vec!["Ana".into()] },
+                pb::AttributeValues {
+                    values: vec!["Ana".into()],
+                },
             )]),
         }),
         ..Default::default()
@@ -126,7 +128,9 @@ async fn project_lifecycle() {
     let id = node.project().await;
     let got = node
         .projects
-        .get_project(pb::GetProjectRequest { project_id: id.clone() })
+        .get_project(pb::GetProjectRequest {
+            project_id: id.clone(),
+        })
         .await
         .unwrap()
         .into_inner();
@@ -134,33 +138,60 @@ async fn project_lifecycle() {
     assert!(!got.creation_date.is_empty());
 
     let other = node.project().await;
-    let listed = node.projects.list_projects(pb::ListProjectsRequest::default()).await.unwrap().into_inner();
-    let ids: Vec<_> = listed.projects.iter().map(|p| p.project_id.clone()).collect();
+    let listed = node
+        .projects
+        .list_projects(pb::ListProjectsRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    let ids: Vec<_> = listed
+        .projects
+        .iter()
+        .map(|p| p.project_id.clone())
+        .collect();
     assert!(ids.contains(&id) && ids.contains(&other), "{ids:?}");
     let first_page = node
         .projects
-        .list_projects(pb::ListProjectsRequest { page_size: 1, page_token: String::new() })
+        .list_projects(pb::ListProjectsRequest {
+            page_size: 1,
+            page_token: String::new(),
+        })
         .await
         .unwrap()
         .into_inner();
     assert_eq!(first_page.projects.len(), 1);
     let second_page = node
         .projects
-        .list_projects(pb::ListProjectsRequest { page_size: 1, page_token: first_page.next_page_token })
+        .list_projects(pb::ListProjectsRequest {
+            page_size: 1,
+            page_token: first_page.next_page_token,
+        })
         .await
         .unwrap()
         .into_inner();
     assert_eq!(second_page.projects.len(), 1);
-    assert_ne!(first_page.projects[0].project_id, second_page.projects[0].project_id);
+    assert_ne!(
+        first_page.projects[0].project_id,
+        second_page.projects[0].project_id
+    );
 
     let settings = pb::ProjectSettings {
-        limits: Some(pb::CampaignLimits { daily: 3, ..Default::default() }),
-        quiet_time: Some(pb::QuietTime { start: "22:00".into(), end: "07:00".into() }),
+        limits: Some(pb::CampaignLimits {
+            daily: 3,
+            ..Default::default()
+        }),
+        quiet_time: Some(pb::QuietTime {
+            start: "22:00".into(),
+            end: "07:00".into(),
+        }),
         ..Default::default()
     };
     let updated = node
         .projects
-        .update_project_settings(pb::UpdateProjectSettingsRequest { project_id: id.clone(), settings: Some(settings) })
+        .update_project_settings(pb::UpdateProjectSettingsRequest {
+            project_id: id.clone(),
+            settings: Some(settings),
+        })
         .await
         .unwrap()
         .into_inner();
@@ -176,12 +207,26 @@ async fn project_lifecycle() {
         })
         .await
         .unwrap();
-    node.projects.delete_project(pb::DeleteProjectRequest { project_id: id.clone() }).await.unwrap();
-    let gone = node.projects.get_project(pb::GetProjectRequest { project_id: id.clone() }).await.unwrap_err();
+    node.projects
+        .delete_project(pb::DeleteProjectRequest {
+            project_id: id.clone(),
+        })
+        .await
+        .unwrap();
+    let gone = node
+        .projects
+        .get_project(pb::GetProjectRequest {
+            project_id: id.clone(),
+        })
+        .await
+        .unwrap_err();
     assert_eq!(gone.code(), Code::NotFound);
     let endpoint_gone = node
         .endpoints
-        .get_endpoint(pb::GetEndpointRequest { project_id: id, endpoint_id: "e1".into() })
+        .get_endpoint(pb::GetEndpointRequest {
+            project_id: id,
+            endpoint_id: "e1".into(),
+        })
         .await
         .unwrap_err();
     assert_eq!(endpoint_gone.code(), Code::NotFound);
@@ -210,7 +255,10 @@ async fn endpoint_lifecycle_and_user_index() {
 
     let read = node
         .endpoints
-        .get_endpoint(pb::GetEndpointRequest { project_id: project.clone(), endpoint_id: "e1".into() })
+        .get_endpoint(pb::GetEndpointRequest {
+            project_id: project.clone(),
+            endpoint_id: "e1".into(),
+        })
         .await
         .unwrap()
         .into_inner();
@@ -218,9 +266,15 @@ async fn endpoint_lifecycle_and_user_index() {
     assert_eq!(read.channel_type, pb::ChannelType::Email as i32);
     assert_eq!(read.attributes["plan"].values, vec!["pro", "annual"]);
     assert_eq!(read.metrics["score"], 4.5);
-    assert_eq!(read.demographic.as_ref().unwrap().timezone, "Asia/Kathmandu");
+    assert_eq!(
+        read.demographic.as_ref().unwrap().timezone,
+        "Asia/Kathmandu"
+    );
     assert_eq!(read.location.as_ref().unwrap().latitude, Some(-23.5));
-    assert_eq!(read.user.as_ref().unwrap().user_attributes["FirstName"].values, vec!["Ana"]);
+    assert_eq!(
+        read.user.as_ref().unwrap().user_attributes["FirstName"].values,
+        vec!["Ana"]
+    );
     assert_eq!(read.cohort_id, written.cohort_id);
     assert_eq!(read.endpoint_status, pb::EndpointStatus::Active as i32);
     assert_eq!(read.opt_out, pb::OptOut::None as i32);
@@ -235,7 +289,10 @@ async fn endpoint_lifecycle_and_user_index() {
         .unwrap();
     let user_endpoints = |node: &mut TestNode, user: &str| {
         let mut client = node.endpoints.clone();
-        let request = pb::GetUserEndpointsRequest { project_id: project.clone(), user_id: user.into() };
+        let request = pb::GetUserEndpointsRequest {
+            project_id: project.clone(),
+            user_id: user.into(),
+        };
         async move {
             let mut ids: Vec<String> = client
                 .get_user_endpoints(request)
@@ -266,7 +323,10 @@ async fn endpoint_lifecycle_and_user_index() {
 
     let deleted = node
         .endpoints
-        .delete_endpoint(pb::DeleteEndpointRequest { project_id: project.clone(), endpoint_id: "e1".into() })
+        .delete_endpoint(pb::DeleteEndpointRequest {
+            project_id: project.clone(),
+            endpoint_id: "e1".into(),
+        })
         .await
         .unwrap()
         .into_inner();
@@ -274,14 +334,20 @@ async fn endpoint_lifecycle_and_user_index() {
     assert!(user_endpoints(&mut node, "u1").await.is_empty());
     let missing = node
         .endpoints
-        .delete_endpoint(pb::DeleteEndpointRequest { project_id: project.clone(), endpoint_id: "e1".into() })
+        .delete_endpoint(pb::DeleteEndpointRequest {
+            project_id: project.clone(),
+            endpoint_id: "e1".into(),
+        })
         .await
         .unwrap_err();
     assert_eq!(missing.code(), Code::NotFound);
 
     let removed = node
         .endpoints
-        .delete_user_endpoints(pb::DeleteUserEndpointsRequest { project_id: project.clone(), user_id: "u2".into() })
+        .delete_user_endpoints(pb::DeleteUserEndpointsRequest {
+            project_id: project.clone(),
+            user_id: "u2".into(),
+        })
         .await
         .unwrap()
         .into_inner();
@@ -289,7 +355,10 @@ async fn endpoint_lifecycle_and_user_index() {
     assert!(user_endpoints(&mut node, "u2").await.is_empty());
     let gone = node
         .endpoints
-        .get_endpoint(pb::GetEndpointRequest { project_id: project, endpoint_id: "e2".into() })
+        .get_endpoint(pb::GetEndpointRequest {
+            project_id: project,
+            endpoint_id: "e2".into(),
+        })
         .await
         .unwrap_err();
     assert_eq!(gone.code(), Code::NotFound);
@@ -306,28 +375,74 @@ async fn batch_keeps_good_items_and_reports_bad_ones() {
     bad_phone.channel_type = pb::ChannelType::Sms as i32;
     bad_phone.address = "12345".into();
     let items = vec![
-        pb::EndpointBatchItem { endpoint_id: "ok-1".into(), endpoint: Some(email_endpoint("a@example.com", "")) },
-        pb::EndpointBatchItem { endpoint_id: "bad-email".into(), endpoint: Some(email_endpoint("not-an-email", "")) },
-        pb::EndpointBatchItem { endpoint_id: "bad-phone".into(), endpoint: Some(bad_phone) },
-        pb::EndpointBatchItem { endpoint_id: "ok-2".into(), endpoint: Some(email_endpoint("b@example.com", "")) },
+        pb::EndpointBatchItem {
+            endpoint_id: "ok-1".into(),
+            endpoint: Some(email_endpoint("a@example.com", "")),
+        },
+        pb::EndpointBatchItem {
+            endpoint_id: "bad-email".into(),
+            endpoint: Some(email_endpoint("not-an-email", "")),
+        },
+        pb::EndpointBatchItem {
+            endpoint_id: "bad-phone".into(),
+            endpoint: Some(bad_phone),
+        },
+        pb::EndpointBatchItem {
+            endpoint_id: "ok-2".into(),
+            endpoint: Some(email_endpoint("b@example.com", "")),
+        },
     ];
     let results = node
         .endpoints
-        .update_endpoints_batch(pb::UpdateEndpointsBatchRequest { project_id: project.clone(), items })
+        .update_endpoints_batch(pb::UpdateEndpointsBatchRequest {
+            project_id: project.clone(),
+            items,
+        })
         .await
         .unwrap()
         .into_inner()
         .results;
-    let codes: Vec<i32> = results.iter().map(|r| r.result.as_ref().unwrap().status_code).collect();
+    let codes: Vec<i32> = results
+        .iter()
+        .map(|r| r.result.as_ref().unwrap().status_code)
+        .collect();
     assert_eq!(codes, vec![202, 400, 400, 202]);
-    assert_eq!(results[1].result.as_ref().unwrap().field, "items[1].endpoint.address");
-    assert!(results[1].result.as_ref().unwrap().message.contains("not an email address"));
-    assert_eq!(results[2].result.as_ref().unwrap().field, "items[2].endpoint.address");
-    assert!(results[2].result.as_ref().unwrap().message.contains("E.164"));
-    for (id, exists) in [("ok-1", true), ("bad-email", false), ("bad-phone", false), ("ok-2", true)] {
+    assert_eq!(
+        results[1].result.as_ref().unwrap().field,
+        "items[1].endpoint.address"
+    );
+    assert!(
+        results[1]
+            .result
+            .as_ref()
+            .unwrap()
+            .message
+            .contains("not an email address")
+    );
+    assert_eq!(
+        results[2].result.as_ref().unwrap().field,
+        "items[2].endpoint.address"
+    );
+    assert!(
+        results[2]
+            .result
+            .as_ref()
+            .unwrap()
+            .message
+            .contains("E.164")
+    );
+    for (id, exists) in [
+        ("ok-1", true),
+        ("bad-email", false),
+        ("bad-phone", false),
+        ("ok-2", true),
+    ] {
         let outcome = node
             .endpoints
-            .get_endpoint(pb::GetEndpointRequest { project_id: project.clone(), endpoint_id: id.into() })
+            .get_endpoint(pb::GetEndpointRequest {
+                project_id: project.clone(),
+                endpoint_id: id.into(),
+            })
             .await;
         assert_eq!(outcome.is_ok(), exists, "{id}");
     }
@@ -350,9 +465,21 @@ async fn every_bad_endpoint_field_is_named() {
         .unwrap();
     let mut bad = email_endpoint("nope", "");
     bad.attributes = (0..41)
-        .map(|i| (format!("a{i}"), pb::AttributeValues { values: vec!["x".into()] }))
+        .map(|i| {
+            (
+                format!("a{i}"),
+                pb::AttributeValues {
+                    values: vec!["x".into()],
+                },
+            )
+        })
         .collect();
-    bad.attributes.insert("many".into(), pb::AttributeValues { values: vec!["v".into(); 51] });
+    bad.attributes.insert(
+        "many".into(),
+        pb::AttributeValues {
+            values: vec!["v".into(); 51],
+        },
+    );
     bad.metrics.insert("nan".into(), f64::NAN);
     bad.demographic.as_mut().unwrap().timezone = "Mars/Olympus".into();
     let location = bad.location.as_mut().unwrap();
@@ -362,11 +489,18 @@ async fn every_bad_endpoint_field_is_named() {
     bad.opt_out = 9;
     let status = node
         .endpoints
-        .update_endpoint(pb::UpdateEndpointRequest { project_id: project.clone(), endpoint_id: "e1".into(), endpoint: Some(bad) })
+        .update_endpoint(pb::UpdateEndpointRequest {
+            project_id: project.clone(),
+            endpoint_id: "e1".into(),
+            endpoint: Some(bad),
+        })
         .await
         .unwrap_err();
     assert_eq!(status.code(), Code::InvalidArgument);
-    let fields: Vec<String> = violations(&status).into_iter().map(|(field, _)| field).collect();
+    let fields: Vec<String> = violations(&status)
+        .into_iter()
+        .map(|(field, _)| field)
+        .collect();
     for expected in [
         "endpoint.address",
         "endpoint.attributes",
@@ -378,11 +512,17 @@ async fn every_bad_endpoint_field_is_named() {
         "endpoint.effective_date",
         "endpoint.opt_out",
     ] {
-        assert!(fields.iter().any(|f| f == expected), "missing {expected} in {fields:?}");
+        assert!(
+            fields.iter().any(|f| f == expected),
+            "missing {expected} in {fields:?}"
+        );
     }
     let stored = node
         .endpoints
-        .get_endpoint(pb::GetEndpointRequest { project_id: project.clone(), endpoint_id: "e1".into() })
+        .get_endpoint(pb::GetEndpointRequest {
+            project_id: project.clone(),
+            endpoint_id: "e1".into(),
+        })
         .await
         .unwrap()
         .into_inner();
@@ -393,7 +533,11 @@ async fn every_bad_endpoint_field_is_named() {
     no_channel.channel_type = 0;
     let status = node
         .endpoints
-        .update_endpoint(pb::UpdateEndpointRequest { project_id: project.clone(), endpoint_id: "new".into(), endpoint: Some(no_channel) })
+        .update_endpoint(pb::UpdateEndpointRequest {
+            project_id: project.clone(),
+            endpoint_id: "new".into(),
+            endpoint: Some(no_channel),
+        })
         .await
         .unwrap_err();
     assert_eq!(status.code(), Code::InvalidArgument);
@@ -402,7 +546,10 @@ async fn every_bad_endpoint_field_is_named() {
     // Empty ids are named.
     let status = node
         .endpoints
-        .get_endpoint(pb::GetEndpointRequest { project_id: project.clone(), endpoint_id: String::new() })
+        .get_endpoint(pb::GetEndpointRequest {
+            project_id: project.clone(),
+            endpoint_id: String::new(),
+        })
         .await
         .unwrap_err();
     assert_eq!(violations(&status)[0].0, "endpoint_id");
@@ -467,7 +614,10 @@ async fn unknown_project_and_oversize() {
             project_id: "nope".into(),
             batch_item: HashMap::from([(
                 "e1".to_string(),
-                pb::EventsBatch { endpoint: None, events: HashMap::from([("ev1".to_string(), event("a"))]) },
+                pb::EventsBatch {
+                    endpoint: None,
+                    events: HashMap::from([("ev1".to_string(), event("a"))]),
+                },
             )]),
         })
         .await
@@ -475,7 +625,10 @@ async fn unknown_project_and_oversize() {
     assert_eq!(status.code(), Code::NotFound);
     let status = node
         .endpoints
-        .get_user_endpoints(pb::GetUserEndpointsRequest { project_id: "nope".into(), user_id: "u".into() })
+        .get_user_endpoints(pb::GetUserEndpointsRequest {
+            project_id: "nope".into(),
+            user_id: "u".into(),
+        })
         .await
         .unwrap_err();
     assert_eq!(status.code(), Code::NotFound);
@@ -489,7 +642,10 @@ async fn unknown_project_and_oversize() {
         .collect();
     let status = node
         .endpoints
-        .update_endpoints_batch(pb::UpdateEndpointsBatchRequest { project_id: project.clone(), items })
+        .update_endpoints_batch(pb::UpdateEndpointsBatchRequest {
+            project_id: project.clone(),
+            items,
+        })
         .await
         .unwrap_err();
     assert_eq!(status.code(), Code::InvalidArgument);
@@ -499,13 +655,23 @@ async fn unknown_project_and_oversize() {
     huge.address = "x".repeat(100 * 1024);
     let status = node
         .endpoints
-        .update_endpoint(pb::UpdateEndpointRequest { project_id: project.clone(), endpoint_id: "big".into(), endpoint: Some(huge) })
+        .update_endpoint(pb::UpdateEndpointRequest {
+            project_id: project.clone(),
+            endpoint_id: "big".into(),
+            endpoint: Some(huge),
+        })
         .await
         .unwrap_err();
-    assert!(matches!(status.code(), Code::ResourceExhausted | Code::OutOfRange), "{status:?}");
+    assert!(
+        matches!(status.code(), Code::ResourceExhausted | Code::OutOfRange),
+        "{status:?}"
+    );
     let missing = node
         .endpoints
-        .get_endpoint(pb::GetEndpointRequest { project_id: project, endpoint_id: "big".into() })
+        .get_endpoint(pb::GetEndpointRequest {
+            project_id: project,
+            endpoint_id: "big".into(),
+        })
         .await
         .unwrap_err();
     assert_eq!(missing.code(), Code::NotFound);
@@ -521,7 +687,9 @@ async fn put_events_results_per_event() {
     let mut bad_time = event("app.open");
     bad_time.timestamp = "noon".into();
     let mut too_many = event("app.open");
-    too_many.attributes = (0..41).map(|i| (format!("k{i}"), "v".to_string())).collect();
+    too_many.attributes = (0..41)
+        .map(|i| (format!("k{i}"), "v".to_string()))
+        .collect();
     let request = pb::PutEventsRequest {
         project_id: project.clone(),
         batch_item: HashMap::from([(
@@ -539,17 +707,31 @@ async fn put_events_results_per_event() {
     };
     let response = node.events.put_events(request).await.unwrap().into_inner();
     let results = &response.results["e1"];
-    assert_eq!(results.endpoint_item_response.as_ref().unwrap().status_code, 202);
+    assert_eq!(
+        results.endpoint_item_response.as_ref().unwrap().status_code,
+        202
+    );
     let code = |id: &str| results.events_item_response[id].status_code;
     assert_eq!(code("good"), 202);
     assert_eq!(code("bad-time"), 400);
-    assert!(results.events_item_response["bad-time"].field.ends_with(".timestamp"));
+    assert!(
+        results.events_item_response["bad-time"]
+            .field
+            .ends_with(".timestamp")
+    );
     assert_eq!(code("too-many"), 400);
     assert_eq!(code("no-type"), 400);
-    assert!(results.events_item_response["no-type"].field.ends_with(".event_type"));
+    assert!(
+        results.events_item_response["no-type"]
+            .field
+            .ends_with(".event_type")
+    );
     // The endpoint upsert was applied.
     node.endpoints
-        .get_endpoint(pb::GetEndpointRequest { project_id: project, endpoint_id: "e1".into() })
+        .get_endpoint(pb::GetEndpointRequest {
+            project_id: project,
+            endpoint_id: "e1".into(),
+        })
         .await
         .unwrap();
     node.stop().await;
@@ -567,17 +749,39 @@ async fn event_type_limit_is_enforced() {
             "e1".to_string(),
             pb::EventsBatch {
                 endpoint: None,
-                events: types.iter().map(|t| (format!("id-{t}"), event(t))).collect(),
+                events: types
+                    .iter()
+                    .map(|t| (format!("id-{t}"), event(t)))
+                    .collect(),
             },
         )]),
     };
-    let first = node.events.put_events(put(vec!["a", "b"])).await.unwrap().into_inner();
-    assert!(first.results["e1"].events_item_response.values().all(|r| r.status_code == 202));
-    let second = node.events.put_events(put(vec!["a", "c"])).await.unwrap().into_inner();
+    let first = node
+        .events
+        .put_events(put(vec!["a", "b"]))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        first.results["e1"]
+            .events_item_response
+            .values()
+            .all(|r| r.status_code == 202)
+    );
+    let second = node
+        .events
+        .put_events(put(vec!["a", "c"]))
+        .await
+        .unwrap()
+        .into_inner();
     let items = &second.results["e1"].events_item_response;
     assert_eq!(items["id-a"].status_code, 202);
     assert_eq!(items["id-c"].status_code, 400);
-    assert!(items["id-c"].message.contains("limit of 2 event types"), "{}", items["id-c"].message);
+    assert!(
+        items["id-c"].message.contains("limit of 2 event types"),
+        "{}",
+        items["id-c"].message
+    );
     node.stop().await;
 }
 
@@ -585,17 +789,25 @@ async fn event_type_limit_is_enforced() {
 #[tokio::test]
 async fn health_reports_serving() {
     let node = TestNode::start().await;
-    let channel = Channel::from_shared(format!("http://{}", node.node.as_ref().unwrap().client_addr))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
+    let channel = Channel::from_shared(format!(
+        "http://{}",
+        node.node.as_ref().unwrap().client_addr
+    ))
+    .unwrap()
+    .connect()
+    .await
+    .unwrap();
     let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
     let answer = health
-        .check(tonic_health::pb::HealthCheckRequest { service: "herald.v1.Endpoints".into() })
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: "herald.v1.Endpoints".into(),
+        })
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(answer.status, tonic_health::pb::health_check_response::ServingStatus::Serving as i32);
+    assert_eq!(
+        answer.status,
+        tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+    );
     node.stop().await;
 }

@@ -1,76 +1,18 @@
 //! Durability through the real binary: every write acknowledged before a `kill -9` is there
 //! after a restart on the same data directory, and the user index agrees with the endpoints.
 
-use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-
 use herald_node::storage::Store;
 use herald_node::storage::keys::{self, tag};
 use herald_proto::v1 as pb;
 use herald_proto::v1::endpoints_client::EndpointsClient;
 use herald_proto::v1::events_client::EventsClient;
 use herald_proto::v1::projects_client::ProjectsClient;
-use tonic::transport::Channel;
+use std::collections::HashMap;
+
+mod common;
+use common::Server;
 
 const SHARDS: u32 = 4;
-
-/// A `herald serve` process and the address it reported.
-struct Server {
-    child: Child,
-    addr: String,
-}
-
-impl Server {
-    fn start(data_dir: &std::path::Path) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_herald"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0", "--data-dir"])
-            .arg(data_dir)
-            .env("HERALD_SHARDS", SHARDS.to_string())
-            .env("HERALD_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start herald serve");
-        let stderr = child.stderr.take().unwrap();
-        let (sender, receiver) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(rest) = line.split("client_addr=").nth(1) {
-                    let addr = rest.split_whitespace().next().unwrap_or_default().to_string();
-                    let _ = sender.send(addr);
-                }
-            }
-        });
-        let addr = receiver
-            .recv_timeout(Duration::from_secs(60))
-            .expect("herald serve reported its address");
-        Self { child, addr }
-    }
-
-    async fn channel(&self) -> Channel {
-        Channel::from_shared(format!("http://{}", self.addr)).unwrap().connect().await.unwrap()
-    }
-
-    fn kill_9(mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
-
-    fn terminate(mut self) -> std::process::ExitStatus {
-        let pid = self.child.id().to_string();
-        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(Instant::now() < deadline, "herald did not stop after SIGTERM");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
 
 fn endpoint(i: usize) -> pb::EndpointRequest {
     pb::EndpointRequest {
@@ -89,11 +31,14 @@ fn endpoint(i: usize) -> pb::EndpointRequest {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_writes_survive_kill_9() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path());
+    let server = Server::start(dir.path(), SHARDS);
     let channel = server.channel().await;
     let mut projects = ProjectsClient::new(channel.clone());
     let project = projects
-        .create_project(pb::CreateProjectRequest { name: "durable".into(), tags: HashMap::new() })
+        .create_project(pb::CreateProjectRequest {
+            name: "durable".into(),
+            tags: HashMap::new(),
+        })
         .await
         .unwrap()
         .into_inner()
@@ -112,16 +57,26 @@ async fn acknowledged_writes_survive_kill_9() {
             for round in 0..10usize {
                 let base = writer * 1000 + round * 10;
                 let items = (base..base + 10)
-                    .map(|i| pb::EndpointBatchItem { endpoint_id: format!("e{i}"), endpoint: Some(endpoint(i)) })
+                    .map(|i| pb::EndpointBatchItem {
+                        endpoint_id: format!("e{i}"),
+                        endpoint: Some(endpoint(i)),
+                    })
                     .collect();
                 let results = endpoints
-                    .update_endpoints_batch(pb::UpdateEndpointsBatchRequest { project_id: project.clone(), items })
+                    .update_endpoints_batch(pb::UpdateEndpointsBatchRequest {
+                        project_id: project.clone(),
+                        items,
+                    })
                     .await
                     .unwrap()
                     .into_inner()
                     .results;
                 for result in results {
-                    assert_eq!(result.result.as_ref().unwrap().status_code, 202, "{result:?}");
+                    assert_eq!(
+                        result.result.as_ref().unwrap().status_code,
+                        202,
+                        "{result:?}"
+                    );
                     acked_endpoints.push(result.endpoint_id);
                 }
                 let batch = pb::EventsBatch {
@@ -166,12 +121,15 @@ async fn acknowledged_writes_survive_kill_9() {
     drop(channel);
     server.kill_9();
 
-    let server = Server::start(dir.path());
+    let server = Server::start(dir.path(), SHARDS);
     let channel = server.channel().await;
     let mut endpoints = EndpointsClient::new(channel.clone());
     for endpoint_id in &acked_endpoints {
         let endpoint = endpoints
-            .get_endpoint(pb::GetEndpointRequest { project_id: project.clone(), endpoint_id: endpoint_id.clone() })
+            .get_endpoint(pb::GetEndpointRequest {
+                project_id: project.clone(),
+                endpoint_id: endpoint_id.clone(),
+            })
             .await
             .unwrap_or_else(|status| panic!("acknowledged endpoint {endpoint_id} lost: {status}"))
             .into_inner();
@@ -182,11 +140,17 @@ async fn acknowledged_writes_survive_kill_9() {
     let mut expected: HashMap<String, Vec<String>> = HashMap::new();
     for endpoint_id in &acked_endpoints {
         let i: usize = endpoint_id[1..].parse().unwrap();
-        expected.entry(format!("u{}", i % 50)).or_default().push(endpoint_id.clone());
+        expected
+            .entry(format!("u{}", i % 50))
+            .or_default()
+            .push(endpoint_id.clone());
     }
     for (user, mut ids) in expected {
         let mut listed: Vec<String> = endpoints
-            .get_user_endpoints(pb::GetUserEndpointsRequest { project_id: project.clone(), user_id: user.clone() })
+            .get_user_endpoints(pb::GetUserEndpointsRequest {
+                project_id: project.clone(),
+                user_id: user.clone(),
+            })
             .await
             .unwrap()
             .into_inner()
@@ -206,8 +170,15 @@ async fn acknowledged_writes_survive_kill_9() {
     let store = Store::open(dir.path()).unwrap();
     for (endpoint_id, event_id) in &acked_events {
         let shard = herald_node::domain::hashing::shard_of(&project, endpoint_id, SHARDS);
-        let key = keys::data_key(herald_node::raft::shard_group(shard), tag::EVENT, &[&project, endpoint_id, event_id]);
-        assert!(store.data.get(&key).unwrap().is_some(), "acknowledged event {event_id} lost");
+        let key = keys::data_key(
+            herald_node::raft::shard_group(shard),
+            tag::EVENT,
+            &[&project, endpoint_id, event_id],
+        );
+        assert!(
+            store.data.get(&key).unwrap().is_some(),
+            "acknowledged event {event_id} lost"
+        );
     }
     assert_eq!(acked_events.len(), 400);
 }

@@ -22,7 +22,11 @@ fn config(dir: &std::path::Path) -> Config {
 }
 
 async fn connect(node: &RunningNode) -> Channel {
-    Channel::from_shared(format!("http://{}", node.client_addr)).unwrap().connect().await.unwrap()
+    Channel::from_shared(format!("http://{}", node.client_addr))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap()
 }
 
 /// Writing far more entries than the snapshot interval leaves a snapshot file and a short
@@ -33,7 +37,10 @@ async fn snapshot_purges_log_and_restart_keeps_data() {
     let node = RunningNode::start(config(dir.path())).await.unwrap();
     let channel = connect(&node).await;
     let project = ProjectsClient::new(channel.clone())
-        .create_project(pb::CreateProjectRequest { name: "snap".into(), tags: HashMap::new() })
+        .create_project(pb::CreateProjectRequest {
+            name: "snap".into(),
+            tags: HashMap::new(),
+        })
         .await
         .unwrap()
         .into_inner()
@@ -59,20 +66,35 @@ async fn snapshot_purges_log_and_restart_keeps_data() {
     let snapshots: Vec<_> = std::fs::read_dir(dir.path().join("snapshots"))
         .unwrap()
         .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|name| name.starts_with(&format!("group-{}-", shard_group(0))) && name.ends_with(".snap"))
+        .filter(|name| {
+            name.starts_with(&format!("group-{}-", shard_group(0))) && name.ends_with(".snap")
+        })
         .collect();
-    assert_eq!(snapshots.len(), 1, "one current snapshot of the shard: {snapshots:?}");
+    assert_eq!(
+        snapshots.len(),
+        1,
+        "one current snapshot of the shard: {snapshots:?}"
+    );
     {
         let store = Store::open(dir.path()).unwrap();
-        let entries = store.raft_log.prefix(keys::group_prefix(shard_group(0))).count();
-        assert!(entries < 60, "log was purged behind the snapshot, {entries} entries left");
+        let entries = store
+            .raft_log
+            .prefix(keys::group_prefix(shard_group(0)))
+            .count();
+        assert!(
+            entries < 60,
+            "log was purged behind the snapshot, {entries} entries left"
+        );
     }
 
     let node = RunningNode::start(config(dir.path())).await.unwrap();
     let mut endpoints = EndpointsClient::new(connect(&node).await);
     for i in 0..120 {
         let endpoint = endpoints
-            .get_endpoint(pb::GetEndpointRequest { project_id: project.clone(), endpoint_id: format!("e{i}") })
+            .get_endpoint(pb::GetEndpointRequest {
+                project_id: project.clone(),
+                endpoint_id: format!("e{i}"),
+            })
             .await
             .unwrap()
             .into_inner();
@@ -92,7 +114,10 @@ async fn snapshot_installs_on_another_store() {
     let node = RunningNode::start(config(source_dir.path())).await.unwrap();
     let channel = connect(&node).await;
     let project = ProjectsClient::new(channel.clone())
-        .create_project(pb::CreateProjectRequest { name: "copy".into(), tags: HashMap::new() })
+        .create_project(pb::CreateProjectRequest {
+            name: "copy".into(),
+            tags: HashMap::new(),
+        })
         .await
         .unwrap()
         .into_inner()
@@ -108,20 +133,33 @@ async fn snapshot_installs_on_another_store() {
         })
         .collect();
     EndpointsClient::new(channel)
-        .update_endpoints_batch(pb::UpdateEndpointsBatchRequest { project_id: project, items })
+        .update_endpoints_batch(pb::UpdateEndpointsBatchRequest {
+            project_id: project,
+            items,
+        })
         .await
         .unwrap();
     node.shutdown().await.unwrap();
 
     let group = shard_group(0);
     let source = Store::open(source_dir.path()).unwrap();
-    let mut source_machine = herald_node::raft::state_machine::StateMachine::new(group, source.clone()).unwrap();
-    let snapshot = source_machine.get_snapshot_builder().await.build_snapshot().await.unwrap();
+    let mut source_machine =
+        herald_node::raft::state_machine::StateMachine::new(group, source.clone()).unwrap();
+    let snapshot = source_machine
+        .get_snapshot_builder()
+        .await
+        .build_snapshot()
+        .await
+        .unwrap();
 
     let target_dir = tempfile::tempdir().unwrap();
     let target = Store::open(target_dir.path()).unwrap();
-    let mut target_machine = herald_node::raft::state_machine::StateMachine::new(group, target.clone()).unwrap();
-    target_machine.install_snapshot(&snapshot.meta, snapshot.snapshot).await.unwrap();
+    let mut target_machine =
+        herald_node::raft::state_machine::StateMachine::new(group, target.clone()).unwrap();
+    target_machine
+        .install_snapshot(&snapshot.meta, snapshot.snapshot)
+        .await
+        .unwrap();
 
     let records = |store: &Store| -> Vec<(Vec<u8>, Vec<u8>)> {
         store
@@ -140,5 +178,10 @@ async fn snapshot_installs_on_another_store() {
         target_machine.applied_state().await.unwrap().0,
         source_machine.applied_state().await.unwrap().0
     );
-    assert_eq!(target_machine.endpoint_counter().load(std::sync::atomic::Ordering::Relaxed), 50);
+    assert_eq!(
+        target_machine
+            .endpoint_counter()
+            .load(std::sync::atomic::Ordering::Relaxed),
+        50
+    );
 }

@@ -11,4 +11,5 @@ pub mod v1 {
 }
 
 /// Encoded `FileDescriptorSet` of every proto in this crate, for tonic-reflection.
-pub const DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/herald_descriptor.bin"));
+pub const DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/herald_descriptor.bin"));

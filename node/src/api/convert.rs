@@ -14,7 +14,11 @@ use crate::domain::limits::Limits;
 use crate::domain::project::{CampaignHook, CampaignLimits, Project, ProjectSettings, QuietTime};
 use crate::domain::violation::join;
 
-fn channel_from_proto(value: i32, field: &str, violations: &mut Vec<FieldViolation>) -> Option<ChannelType> {
+fn channel_from_proto(
+    value: i32,
+    field: &str,
+    violations: &mut Vec<FieldViolation>,
+) -> Option<ChannelType> {
     match pb::ChannelType::try_from(value) {
         Ok(pb::ChannelType::Unspecified) => None,
         Ok(pb::ChannelType::Email) => Some(ChannelType::Email),
@@ -26,7 +30,10 @@ fn channel_from_proto(value: i32, field: &str, violations: &mut Vec<FieldViolati
         Ok(pb::ChannelType::InApp) => Some(ChannelType::InApp),
         Ok(pb::ChannelType::Custom) => Some(ChannelType::Custom),
         Err(_) => {
-            violations.push(FieldViolation::new(field, format!("{value} is not a known channel type")));
+            violations.push(FieldViolation::new(
+                field,
+                format!("{value} is not a known channel type"),
+            ));
             None
         }
     }
@@ -45,13 +52,26 @@ fn channel_to_proto(channel: ChannelType) -> pb::ChannelType {
     }
 }
 
-fn attributes_from_proto(map: BTreeMap<String, pb::AttributeValues>) -> BTreeMap<String, Vec<String>> {
-    map.into_iter().map(|(name, values)| (name, values.values)).collect()
+fn attributes_from_proto(
+    map: BTreeMap<String, pb::AttributeValues>,
+) -> BTreeMap<String, Vec<String>> {
+    map.into_iter()
+        .map(|(name, values)| (name, values.values))
+        .collect()
 }
 
-fn attributes_to_proto(map: &BTreeMap<String, Vec<String>>) -> BTreeMap<String, pb::AttributeValues> {
+fn attributes_to_proto(
+    map: &BTreeMap<String, Vec<String>>,
+) -> BTreeMap<String, pb::AttributeValues> {
     map.iter()
-        .map(|(name, values)| (name.clone(), pb::AttributeValues { values: values.clone() }))
+        .map(|(name, values)| {
+            (
+                name.clone(),
+                pb::AttributeValues {
+                    values: values.clone(),
+                },
+            )
+        })
         .collect()
 }
 
@@ -65,7 +85,11 @@ pub fn endpoint_input(
         return Err(vec![FieldViolation::new(field, "is required")]);
     };
     let mut violations = Vec::new();
-    let channel_type = channel_from_proto(input.channel_type, &join(field, "channel_type"), &mut violations);
+    let channel_type = channel_from_proto(
+        input.channel_type,
+        &join(field, "channel_type"),
+        &mut violations,
+    );
     let status = match pb::EndpointStatus::try_from(input.endpoint_status) {
         Ok(pb::EndpointStatus::Unspecified | pb::EndpointStatus::Active) => EndpointStatus::Active,
         Ok(pb::EndpointStatus::Inactive) => EndpointStatus::Inactive,
@@ -125,7 +149,9 @@ pub fn endpoint_input(
     };
     // A new endpoint without a channel type is refused by the shard, which knows whether the
     // endpoint exists; here only the static rules apply.
-    violations.extend(endpoint::validate_endpoint(field, &converted, false, limits));
+    violations.extend(endpoint::validate_endpoint(
+        field, &converted, false, limits,
+    ));
     if violations.is_empty() {
         Ok(converted)
     } else {
@@ -139,7 +165,9 @@ pub fn endpoint_to_proto(endpoint: &Endpoint) -> pb::Endpoint {
         project_id: endpoint.project_id.clone(),
         endpoint_id: endpoint.endpoint_id.clone(),
         address: endpoint.address.clone(),
-        attributes: attributes_to_proto(&endpoint.attributes).into_iter().collect(),
+        attributes: attributes_to_proto(&endpoint.attributes)
+            .into_iter()
+            .collect(),
         channel_type: channel_to_proto(endpoint.channel_type) as i32,
         cohort_id: u32::from(endpoint.cohort_id),
         creation_date: endpoint.creation_date.clone(),
@@ -174,13 +202,19 @@ pub fn endpoint_to_proto(endpoint: &Endpoint) -> pb::Endpoint {
         request_id: endpoint.request_id.clone(),
         user: Some(pb::EndpointUser {
             user_id: endpoint.user.user_id.clone(),
-            user_attributes: attributes_to_proto(&endpoint.user.user_attributes).into_iter().collect(),
+            user_attributes: attributes_to_proto(&endpoint.user.user_attributes)
+                .into_iter()
+                .collect(),
         }),
     }
 }
 
 /// Converts and validates an event found at `field` of the request.
-pub fn event_from_proto(field: &str, event: pb::Event, limits: &Limits) -> Result<Event, Vec<FieldViolation>> {
+pub fn event_from_proto(
+    field: &str,
+    event: pb::Event,
+    limits: &Limits,
+) -> Result<Event, Vec<FieldViolation>> {
     let converted = Event {
         event_type: event.event_type,
         timestamp: event.timestamp,

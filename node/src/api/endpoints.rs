@@ -52,12 +52,20 @@ impl Endpoints for EndpointsApi {
                 .upsert_endpoints(&request.project_id, vec![(request.endpoint_id, input)])
                 .await
                 .map_err(to_status)?;
-            let endpoint = outcomes.pop().expect("one outcome per item").map_err(|error| match error {
-                crate::cluster::ClusterError::FailedPrecondition(reason) if reason.starts_with("channel_type") => {
-                    invalid_argument(&[FieldViolation::new("endpoint.channel_type", "is required for a new endpoint")])
-                }
-                other => to_status(other),
-            })?;
+            let endpoint = outcomes
+                .pop()
+                .expect("one outcome per item")
+                .map_err(|error| match error {
+                    crate::cluster::ClusterError::FailedPrecondition(reason)
+                        if reason.starts_with("channel_type") =>
+                    {
+                        invalid_argument(&[FieldViolation::new(
+                            "endpoint.channel_type",
+                            "is required for a new endpoint",
+                        )])
+                    }
+                    other => to_status(other),
+                })?;
             Ok(pb::UpdateEndpointResponse {
                 message: "Accepted".to_string(),
                 request_id,
@@ -85,7 +93,12 @@ impl Endpoints for EndpointsApi {
             for (position, item) in request.items.into_iter().enumerate() {
                 let path = format!("items[{position}]");
                 let mut violations = Vec::new();
-                validate_id(&format!("{path}.endpoint_id"), &item.endpoint_id, limits, &mut violations);
+                validate_id(
+                    &format!("{path}.endpoint_id"),
+                    &item.endpoint_id,
+                    limits,
+                    &mut violations,
+                );
                 if !seen.insert(item.endpoint_id.clone()) {
                     violations.push(FieldViolation::new(
                         format!("{path}.endpoint_id"),
@@ -106,7 +119,10 @@ impl Endpoints for EndpointsApi {
                 }
             }
             let outcomes = if valid.is_empty() {
-                self.cluster.get_project(&request.project_id).await.map_err(to_status)?;
+                self.cluster
+                    .get_project(&request.project_id)
+                    .await
+                    .map_err(to_status)?;
                 Vec::new()
             } else {
                 self.cluster
@@ -124,18 +140,27 @@ impl Endpoints for EndpointsApi {
                 results: endpoint_ids
                     .into_iter()
                     .zip(results)
-                    .map(|(endpoint_id, result)| pb::EndpointBatchResult { endpoint_id, result })
+                    .map(|(endpoint_id, result)| pb::EndpointBatchResult {
+                        endpoint_id,
+                        result,
+                    })
                     .collect(),
             })
         })
         .await
     }
 
-    async fn get_endpoint(&self, request: Request<pb::GetEndpointRequest>) -> Result<Response<pb::Endpoint>, Status> {
+    async fn get_endpoint(
+        &self,
+        request: Request<pb::GetEndpointRequest>,
+    ) -> Result<Response<pb::Endpoint>, Status> {
         observed("GetEndpoint", async {
             let request = request.into_inner();
             check_ids(
-                &[("project_id", &request.project_id), ("endpoint_id", &request.endpoint_id)],
+                &[
+                    ("project_id", &request.project_id),
+                    ("endpoint_id", &request.endpoint_id),
+                ],
                 self.cluster.limits(),
             )?;
             let endpoint = self
@@ -148,11 +173,17 @@ impl Endpoints for EndpointsApi {
         .await
     }
 
-    async fn delete_endpoint(&self, request: Request<pb::DeleteEndpointRequest>) -> Result<Response<pb::Endpoint>, Status> {
+    async fn delete_endpoint(
+        &self,
+        request: Request<pb::DeleteEndpointRequest>,
+    ) -> Result<Response<pb::Endpoint>, Status> {
         observed("DeleteEndpoint", async {
             let request = request.into_inner();
             check_ids(
-                &[("project_id", &request.project_id), ("endpoint_id", &request.endpoint_id)],
+                &[
+                    ("project_id", &request.project_id),
+                    ("endpoint_id", &request.endpoint_id),
+                ],
                 self.cluster.limits(),
             )?;
             let endpoint = self
@@ -172,7 +203,10 @@ impl Endpoints for EndpointsApi {
         observed("GetUserEndpoints", async {
             let request = request.into_inner();
             check_ids(
-                &[("project_id", &request.project_id), ("user_id", &request.user_id)],
+                &[
+                    ("project_id", &request.project_id),
+                    ("user_id", &request.user_id),
+                ],
                 self.cluster.limits(),
             )?;
             let endpoints = self
@@ -194,7 +228,10 @@ impl Endpoints for EndpointsApi {
         observed("DeleteUserEndpoints", async {
             let request = request.into_inner();
             check_ids(
-                &[("project_id", &request.project_id), ("user_id", &request.user_id)],
+                &[
+                    ("project_id", &request.project_id),
+                    ("user_id", &request.user_id),
+                ],
                 self.cluster.limits(),
             )?;
             let endpoints = self

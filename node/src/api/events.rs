@@ -28,7 +28,10 @@ impl EventsApi {
 
 #[tonic::async_trait]
 impl Events for EventsApi {
-    async fn put_events(&self, request: Request<pb::PutEventsRequest>) -> Result<Response<pb::PutEventsResponse>, Status> {
+    async fn put_events(
+        &self,
+        request: Request<pb::PutEventsRequest>,
+    ) -> Result<Response<pb::PutEventsResponse>, Status> {
         observed("PutEvents", async {
             let request = request.into_inner();
             let limits = self.cluster.limits();
@@ -38,7 +41,10 @@ impl Events for EventsApi {
             if total_events > limits.items_per_batch {
                 return Err(invalid_argument(&[FieldViolation::new(
                     "batch_item",
-                    format!("has {total_events} events, more than the limit of {}", limits.items_per_batch),
+                    format!(
+                        "has {total_events} events, more than the limit of {}",
+                        limits.items_per_batch
+                    ),
                 )]));
             }
 
@@ -52,20 +58,24 @@ impl Events for EventsApi {
                 if !id_violations.is_empty() {
                     response.endpoint_item_response = Some(item_rejected(&id_violations));
                     for event_id in batch.events.keys() {
-                        response.events_item_response.insert(event_id.clone(), item_rejected(&id_violations));
+                        response
+                            .events_item_response
+                            .insert(event_id.clone(), item_rejected(&id_violations));
                     }
                     results.insert(endpoint_id, response);
                     continue;
                 }
                 let endpoint = match batch.endpoint {
                     None => None,
-                    Some(input) => match endpoint_input(&format!("{path}.endpoint"), Some(input), limits) {
-                        Ok(input) => Some(input),
-                        Err(violations) => {
-                            response.endpoint_item_response = Some(item_rejected(&violations));
-                            None
+                    Some(input) => {
+                        match endpoint_input(&format!("{path}.endpoint"), Some(input), limits) {
+                            Ok(input) => Some(input),
+                            Err(violations) => {
+                                response.endpoint_item_response = Some(item_rejected(&violations));
+                                None
+                            }
                         }
-                    },
+                    }
                 };
                 let mut events = Vec::new();
                 for (event_id, event) in batch.events {
@@ -75,11 +85,15 @@ impl Events for EventsApi {
                     match event_from_proto(&event_path, event, limits) {
                         Ok(event) if violations.is_empty() => events.push((event_id, event)),
                         Ok(_) => {
-                            response.events_item_response.insert(event_id, item_rejected(&violations));
+                            response
+                                .events_item_response
+                                .insert(event_id, item_rejected(&violations));
                         }
                         Err(more) => {
                             violations.extend(more);
-                            response.events_item_response.insert(event_id, item_rejected(&violations));
+                            response
+                                .events_item_response
+                                .insert(event_id, item_rejected(&violations));
                         }
                     }
                 }
@@ -104,7 +118,9 @@ impl Events for EventsApi {
                 .map_err(to_status)?;
             if !refused.is_empty() {
                 for batch in &mut batches {
-                    let response = results.get_mut(&batch.endpoint_id).expect("result per endpoint");
+                    let response = results
+                        .get_mut(&batch.endpoint_id)
+                        .expect("result per endpoint");
                     batch.events.retain(|(event_id, event)| {
                         if !refused.contains(&event.event_type) {
                             return true;
@@ -112,7 +128,10 @@ impl Events for EventsApi {
                         response.events_item_response.insert(
                             event_id.clone(),
                             item_rejected(&[FieldViolation::new(
-                                format!("batch_item[{:?}].events[{event_id:?}].event_type", batch.endpoint_id),
+                                format!(
+                                    "batch_item[{:?}].events[{event_id:?}].event_type",
+                                    batch.endpoint_id
+                                ),
                                 format!(
                                     "{:?} would exceed the limit of {} event types per project",
                                     event.event_type, limits.event_types_per_project

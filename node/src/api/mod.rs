@@ -22,7 +22,10 @@ use crate::domain::endpoint::validate_id;
 use crate::domain::limits::Limits;
 
 /// Runs an RPC body and records its count and latency by rpc and status code.
-pub async fn observed<T>(rpc: &'static str, body: impl Future<Output = Result<T, Status>>) -> Result<Response<T>, Status> {
+pub async fn observed<T>(
+    rpc: &'static str,
+    body: impl Future<Output = Result<T, Status>>,
+) -> Result<Response<T>, Status> {
     let started = Instant::now();
     let result = body.await;
     let code = match &result {
@@ -53,7 +56,10 @@ pub fn check_batch_len(field: &str, len: usize, limits: &Limits) -> Result<(), S
     if len > limits.items_per_batch {
         return Err(status::invalid_argument(&[FieldViolation::new(
             field,
-            format!("has {len} items, more than the limit of {}", limits.items_per_batch),
+            format!(
+                "has {len} items, more than the limit of {}",
+                limits.items_per_batch
+            ),
         )]));
     }
     Ok(())

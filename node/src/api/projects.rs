@@ -29,7 +29,10 @@ impl ProjectsApi {
 
 #[tonic::async_trait]
 impl Projects for ProjectsApi {
-    async fn create_project(&self, request: Request<pb::CreateProjectRequest>) -> Result<Response<pb::Project>, Status> {
+    async fn create_project(
+        &self,
+        request: Request<pb::CreateProjectRequest>,
+    ) -> Result<Response<pb::Project>, Status> {
         observed("CreateProject", async {
             let request = request.into_inner();
             let violations = project::validate_name("name", &request.name);
@@ -46,11 +49,21 @@ impl Projects for ProjectsApi {
         .await
     }
 
-    async fn get_project(&self, request: Request<pb::GetProjectRequest>) -> Result<Response<pb::Project>, Status> {
+    async fn get_project(
+        &self,
+        request: Request<pb::GetProjectRequest>,
+    ) -> Result<Response<pb::Project>, Status> {
         observed("GetProject", async {
             let request = request.into_inner();
-            check_ids(&[("project_id", &request.project_id)], self.cluster.limits())?;
-            let project = self.cluster.get_project(&request.project_id).await.map_err(to_status)?;
+            check_ids(
+                &[("project_id", &request.project_id)],
+                self.cluster.limits(),
+            )?;
+            let project = self
+                .cluster
+                .get_project(&request.project_id)
+                .await
+                .map_err(to_status)?;
             Ok(project_to_proto(&project))
         })
         .await
@@ -72,7 +85,10 @@ impl Projects for ProjectsApi {
                 .await
                 .map_err(to_status)?;
             let next_page_token = if projects.len() == page_size {
-                projects.last().map(|p| p.project_id.clone()).unwrap_or_default()
+                projects
+                    .last()
+                    .map(|p| p.project_id.clone())
+                    .unwrap_or_default()
             } else {
                 String::new()
             };
@@ -90,9 +106,15 @@ impl Projects for ProjectsApi {
     ) -> Result<Response<pb::Project>, Status> {
         observed("UpdateProjectSettings", async {
             let request = request.into_inner();
-            check_ids(&[("project_id", &request.project_id)], self.cluster.limits())?;
+            check_ids(
+                &[("project_id", &request.project_id)],
+                self.cluster.limits(),
+            )?;
             let Some(settings) = request.settings else {
-                return Err(invalid_argument(&[crate::domain::FieldViolation::new("settings", "is required")]));
+                return Err(invalid_argument(&[crate::domain::FieldViolation::new(
+                    "settings",
+                    "is required",
+                )]));
             };
             let settings = settings_from_proto(settings);
             let violations = project::validate_settings("settings", &settings);
@@ -109,11 +131,21 @@ impl Projects for ProjectsApi {
         .await
     }
 
-    async fn delete_project(&self, request: Request<pb::DeleteProjectRequest>) -> Result<Response<pb::Project>, Status> {
+    async fn delete_project(
+        &self,
+        request: Request<pb::DeleteProjectRequest>,
+    ) -> Result<Response<pb::Project>, Status> {
         observed("DeleteProject", async {
             let request = request.into_inner();
-            check_ids(&[("project_id", &request.project_id)], self.cluster.limits())?;
-            let project = self.cluster.delete_project(&request.project_id).await.map_err(to_status)?;
+            check_ids(
+                &[("project_id", &request.project_id)],
+                self.cluster.limits(),
+            )?;
+            let project = self
+                .cluster
+                .delete_project(&request.project_id)
+                .await
+                .map_err(to_status)?;
             Ok(project_to_proto(&project))
         })
         .await

@@ -54,7 +54,10 @@ pub fn item_rejected(violations: &[FieldViolation]) -> herald_proto::v1::ItemRes
             .map(ToString::to_string)
             .collect::<Vec<_>>()
             .join("; "),
-        field: violations.first().map(|v| v.field.clone()).unwrap_or_default(),
+        field: violations
+            .first()
+            .map(|v| v.field.clone())
+            .unwrap_or_default(),
     }
 }
 

@@ -435,7 +435,7 @@ mod tests {
         let violations = violations
             .iter()
             .map(|(field, reason)| tonic_types::FieldViolation::new(*field, *reason))
-            .collect();
+            .collect::<Vec<_>>();
         let details = tonic_types::ErrorDetails::with_bad_request(violations);
         tonic::Status::with_error_details(tonic::Code::InvalidArgument, message, details)
     }

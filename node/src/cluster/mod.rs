@@ -23,7 +23,9 @@ use crate::domain::endpoint::{Endpoint, EndpointInput};
 use crate::domain::event::Event;
 use crate::domain::hashing::shard_of;
 use crate::domain::project::{Project, ProjectSettings};
-use crate::raft::command::{Command, CommandResponse, MetaCommand, MetaResponse, PendingIndex, ShardOp, ShardOpResult};
+use crate::raft::command::{
+    Command, CommandResponse, MetaCommand, MetaResponse, PendingIndex, ShardOp, ShardOpResult,
+};
 use crate::raft::log_store::{FlushQueue, LogStore};
 use crate::raft::network::{GroupNetwork, PeerRouter};
 use crate::raft::proposer::{ProposeError, Proposer, to_propose_error};
@@ -87,7 +89,9 @@ impl Cluster {
                 heartbeat_interval: config.cluster.heartbeat_ms,
                 election_timeout_min: config.cluster.election_timeout_ms,
                 election_timeout_max: config.cluster.election_timeout_ms * 2,
-                snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(config.cluster.snapshot_every_entries),
+                snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(
+                    config.cluster.snapshot_every_entries,
+                ),
                 max_in_snapshot_log_to_keep: config.cluster.logs_kept_after_snapshot,
                 ..Default::default()
             }
@@ -102,13 +106,18 @@ impl Cluster {
             let node = node.clone();
             async move {
                 let log = LogStore::new(group, store.clone(), flush);
-                let state_machine = StateMachine::new(group, store).map_err(ClusterError::internal)?;
+                let state_machine =
+                    StateMachine::new(group, store).map_err(ClusterError::internal)?;
                 let endpoints = state_machine.endpoint_counter();
                 let network = GroupNetwork::new(PeerRouter, group);
                 let raft = HeraldRaft::new(node_id, raft_config, network, log, state_machine)
                     .await
                     .map_err(ClusterError::internal)?;
-                if !raft.is_initialized().await.map_err(ClusterError::internal)? {
+                if !raft
+                    .is_initialized()
+                    .await
+                    .map_err(ClusterError::internal)?
+                {
                     raft.initialize(BTreeMap::from([(node_id, node)]))
                         .await
                         .map_err(ClusterError::internal)?;
@@ -177,23 +186,33 @@ impl Cluster {
 
     /// Publishes Raft state of every group as metrics.
     pub fn record_metrics(&self) {
-        let groups = std::iter::once((META_GROUP, &self.meta))
-            .chain(self.shards.iter().enumerate().map(|(i, s)| (shard_group(i as u32), &s.raft)));
+        let groups = std::iter::once((META_GROUP, &self.meta)).chain(
+            self.shards
+                .iter()
+                .enumerate()
+                .map(|(i, s)| (shard_group(i as u32), &s.raft)),
+        );
         let mut endpoints = 0i64;
         for (group, raft) in groups {
-            let metrics = openraft::async_runtime::watch::WatchReceiver::borrow_watched(&raft.metrics()).clone();
+            let metrics =
+                openraft::async_runtime::watch::WatchReceiver::borrow_watched(&raft.metrics())
+                    .clone();
             let label = group.to_string();
             let is_leader = metrics.current_leader == Some(self.node_id);
-            metrics::gauge!(crate::metrics::RAFT_TERM, "group" => label.clone()).set(metrics.current_term as f64);
+            metrics::gauge!(crate::metrics::RAFT_TERM, "group" => label.clone())
+                .set(metrics.current_term as f64);
             metrics::gauge!(crate::metrics::RAFT_LEADER, "group" => label.clone())
                 .set(metrics.current_leader.unwrap_or(0) as f64);
-            metrics::gauge!(crate::metrics::RAFT_IS_LEADER, "group" => label.clone()).set(f64::from(u8::from(is_leader)));
+            metrics::gauge!(crate::metrics::RAFT_IS_LEADER, "group" => label.clone())
+                .set(f64::from(u8::from(is_leader)));
             metrics::gauge!(crate::metrics::RAFT_COMMIT_INDEX, "group" => label.clone())
                 .set(metrics.cluster_committed.map_or(0, |id| id.index) as f64);
             metrics::gauge!(crate::metrics::RAFT_APPLIED_INDEX, "group" => label)
                 .set(metrics.last_applied.map_or(0, |id| id.index) as f64);
             if is_leader && group != META_GROUP {
-                endpoints += self.shards[(group - 1) as usize].endpoints.load(Ordering::Relaxed);
+                endpoints += self.shards[(group - 1) as usize]
+                    .endpoints
+                    .load(Ordering::Relaxed);
             }
         }
         metrics::gauge!(crate::metrics::ENDPOINTS_STORED).set(endpoints as f64);
@@ -224,7 +243,9 @@ impl Cluster {
                 Ok(response) => {
                     return match response.data {
                         CommandResponse::Meta(answer) => Ok(answer),
-                        other => Err(ClusterError::Internal(format!("unexpected meta answer {other:?}"))),
+                        other => Err(ClusterError::Internal(format!(
+                            "unexpected meta answer {other:?}"
+                        ))),
                     };
                 }
                 Err(error) => match to_propose_error(META_GROUP, error) {
@@ -246,19 +267,27 @@ impl Cluster {
                 Err(_) if tokio::time::Instant::now() < deadline => {
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
-                Err(error) => return Err(ClusterError::Unavailable(format!("read barrier: {error}"))),
+                Err(error) => {
+                    return Err(ClusterError::Unavailable(format!("read barrier: {error}")));
+                }
             }
         }
     }
 
     fn read<T: serde::de::DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>> {
-        self.store.get(&self.store.data, key).map_err(ClusterError::internal)
+        self.store
+            .get(&self.store.data, key)
+            .map_err(ClusterError::internal)
     }
 
     // ---- projects ----
 
     /// Creates a project with a new id.
-    pub async fn create_project(&self, name: String, tags: BTreeMap<String, String>) -> Result<Project> {
+    pub async fn create_project(
+        &self,
+        name: String,
+        tags: BTreeMap<String, String>,
+    ) -> Result<Project> {
         let project = Project {
             project_id: uuid::Uuid::new_v4().simple().to_string(),
             name,
@@ -268,8 +297,12 @@ impl Cluster {
         };
         match self.write_meta(MetaCommand::CreateProject(project)).await? {
             MetaResponse::Project(project) => Ok(project),
-            MetaResponse::ProjectExists => Err(ClusterError::AlreadyExists("project id collision, retry".into())),
-            other => Err(ClusterError::Internal(format!("unexpected answer {other:?}"))),
+            MetaResponse::ProjectExists => Err(ClusterError::AlreadyExists(
+                "project id collision, retry".into(),
+            )),
+            other => Err(ClusterError::Internal(format!(
+                "unexpected answer {other:?}"
+            ))),
         }
     }
 
@@ -303,7 +336,11 @@ impl Cluster {
     }
 
     /// Replaces a project's settings.
-    pub async fn update_project_settings(&self, project_id: &str, mut settings: ProjectSettings) -> Result<Project> {
+    pub async fn update_project_settings(
+        &self,
+        project_id: &str,
+        mut settings: ProjectSettings,
+    ) -> Result<Project> {
         settings.last_modified_date = now_rfc3339();
         match self
             .write_meta(MetaCommand::UpdateProjectSettings {
@@ -314,7 +351,9 @@ impl Cluster {
         {
             MetaResponse::Project(project) => Ok(project),
             MetaResponse::ProjectNotFound => Err(ClusterError::project_not_found(project_id)),
-            other => Err(ClusterError::Internal(format!("unexpected answer {other:?}"))),
+            other => Err(ClusterError::Internal(format!(
+                "unexpected answer {other:?}"
+            ))),
         }
     }
 
@@ -327,8 +366,14 @@ impl Cluster {
             .await?
         {
             MetaResponse::Project(project) => project,
-            MetaResponse::ProjectNotFound => return Err(ClusterError::project_not_found(project_id)),
-            other => return Err(ClusterError::Internal(format!("unexpected answer {other:?}"))),
+            MetaResponse::ProjectNotFound => {
+                return Err(ClusterError::project_not_found(project_id));
+            }
+            other => {
+                return Err(ClusterError::Internal(format!(
+                    "unexpected answer {other:?}"
+                )));
+            }
         };
         self.event_types.write().expect("lock").remove(project_id);
         let deletions = (0..self.shards.len()).map(|index| {
@@ -349,13 +394,22 @@ impl Cluster {
 
     /// Checks END-3 before `endpoint_id` joins `user_id`: the user may have at most
     /// `endpoints_per_user` endpoints.
-    async fn check_user_capacity(&self, project_id: &str, user_id: &str, endpoint_id: &str) -> Result<()> {
+    async fn check_user_capacity(
+        &self,
+        project_id: &str,
+        user_id: &str,
+        endpoint_id: &str,
+    ) -> Result<()> {
         if user_id.is_empty() {
             return Ok(());
         }
         let index = self.shard_index(project_id, user_id);
         Self::read_barrier(&self.shards[index].raft).await?;
-        let prefix = keys::data_key(shard_group(index as u32), tag::USER_INDEX, &[project_id, user_id]);
+        let prefix = keys::data_key(
+            shard_group(index as u32),
+            tag::USER_INDEX,
+            &[project_id, user_id],
+        );
         let mut others = 0;
         for guard in self.store.data.prefix(&prefix) {
             let key = guard.key().map_err(ClusterError::internal)?;
@@ -373,13 +427,18 @@ impl Cluster {
     }
 
     /// Creates or replaces endpoints (validated by the caller), each with its own outcome.
-    pub async fn upsert_endpoints(&self, project_id: &str, items: Vec<(String, EndpointInput)>) -> Result<Vec<Result<Endpoint>>> {
+    pub async fn upsert_endpoints(
+        &self,
+        project_id: &str,
+        items: Vec<(String, EndpointInput)>,
+    ) -> Result<Vec<Result<Endpoint>>> {
         self.project(project_id)?;
         let now = now_rfc3339();
         let writes = items.into_iter().map(|(endpoint_id, input)| {
             let now = now.clone();
             async move {
-                self.check_user_capacity(project_id, &input.user.user_id, &endpoint_id).await?;
+                self.check_user_capacity(project_id, &input.user.user_id, &endpoint_id)
+                    .await?;
                 let index = self.shard_index(project_id, &endpoint_id);
                 let op = ShardOp::UpsertEndpoint {
                     project_id: project_id.to_string(),
@@ -387,7 +446,8 @@ impl Cluster {
                     input,
                     now,
                 };
-                self.finish_endpoint_op(index, self.propose(index, op).await?).await
+                self.finish_endpoint_op(index, self.propose(index, op).await?)
+                    .await
             }
         });
         Ok(join_all(writes).await)
@@ -403,9 +463,13 @@ impl Cluster {
                 self.carry_index_changes(index, pending).await?;
                 Ok(*endpoint)
             }
-            ShardOpResult::Endpoint { endpoint: None, .. } => Err(ClusterError::NotFound("endpoint not found".into())),
+            ShardOpResult::Endpoint { endpoint: None, .. } => {
+                Err(ClusterError::NotFound("endpoint not found".into()))
+            }
             ShardOpResult::Refused(reason) => Err(ClusterError::FailedPrecondition(reason)),
-            other => Err(ClusterError::Internal(format!("unexpected answer {other:?}"))),
+            other => Err(ClusterError::Internal(format!(
+                "unexpected answer {other:?}"
+            ))),
         }
     }
 
@@ -451,7 +515,11 @@ impl Cluster {
                 .map(|(_, change)| change)
                 .collect();
             if !pending.is_empty() {
-                tracing::info!(shard = index, changes = pending.len(), "carrying pending user index changes");
+                tracing::info!(
+                    shard = index,
+                    changes = pending.len(),
+                    "carrying pending user index changes"
+                );
                 self.carry_index_changes(index, pending).await?;
             }
         }
@@ -463,8 +531,16 @@ impl Cluster {
         self.project(project_id)?;
         let index = self.shard_index(project_id, endpoint_id);
         Self::read_barrier(&self.shards[index].raft).await?;
-        self.read::<Endpoint>(&keys::data_key(shard_group(index as u32), tag::ENDPOINT, &[project_id, endpoint_id]))?
-            .ok_or_else(|| ClusterError::NotFound(format!("endpoint {endpoint_id:?} not found in project {project_id:?}")))
+        self.read::<Endpoint>(&keys::data_key(
+            shard_group(index as u32),
+            tag::ENDPOINT,
+            &[project_id, endpoint_id],
+        ))?
+        .ok_or_else(|| {
+            ClusterError::NotFound(format!(
+                "endpoint {endpoint_id:?} not found in project {project_id:?}"
+            ))
+        })
     }
 
     /// Deletes an endpoint with its events; answers the endpoint as it was.
@@ -478,9 +554,9 @@ impl Cluster {
         self.finish_endpoint_op(index, self.propose(index, op).await?)
             .await
             .map_err(|error| match error {
-                ClusterError::NotFound(_) => {
-                    ClusterError::NotFound(format!("endpoint {endpoint_id:?} not found in project {project_id:?}"))
-                }
+                ClusterError::NotFound(_) => ClusterError::NotFound(format!(
+                    "endpoint {endpoint_id:?} not found in project {project_id:?}"
+                )),
                 other => other,
             })
     }
@@ -491,7 +567,11 @@ impl Cluster {
         self.project(project_id)?;
         let user_shard = self.shard_index(project_id, user_id);
         Self::read_barrier(&self.shards[user_shard].raft).await?;
-        let prefix = keys::data_key(shard_group(user_shard as u32), tag::USER_INDEX, &[project_id, user_id]);
+        let prefix = keys::data_key(
+            shard_group(user_shard as u32),
+            tag::USER_INDEX,
+            &[project_id, user_id],
+        );
         let mut endpoint_ids = BTreeSet::new();
         for guard in self.store.data.prefix(&prefix) {
             let key = guard.key().map_err(ClusterError::internal)?;
@@ -511,11 +591,18 @@ impl Cluster {
     }
 
     /// Deletes every endpoint of a user (data deletion); answers what was deleted.
-    pub async fn delete_user_endpoints(&self, project_id: &str, user_id: &str) -> Result<Vec<Endpoint>> {
+    pub async fn delete_user_endpoints(
+        &self,
+        project_id: &str,
+        user_id: &str,
+    ) -> Result<Vec<Endpoint>> {
         let endpoints = self.user_endpoints(project_id, user_id).await?;
         let mut deleted = Vec::new();
         for endpoint in endpoints {
-            match self.delete_endpoint(project_id, &endpoint.endpoint_id).await {
+            match self
+                .delete_endpoint(project_id, &endpoint.endpoint_id)
+                .await
+            {
                 Ok(endpoint) => deleted.push(endpoint),
                 Err(ClusterError::NotFound(_)) => {}
                 Err(error) => return Err(error),
@@ -528,7 +615,11 @@ impl Cluster {
 
     /// Registers the event types of a request the node has not seen yet; returns the ones
     /// refused because the project reached its limit of distinct types.
-    pub async fn refused_event_types(&self, project_id: &str, types: &BTreeSet<String>) -> Result<BTreeSet<String>> {
+    pub async fn refused_event_types(
+        &self,
+        project_id: &str,
+        types: &BTreeSet<String>,
+    ) -> Result<BTreeSet<String>> {
         let unknown: Vec<String> = {
             let cache = self.event_types.read().expect("lock");
             let known = cache.get(project_id);
@@ -550,11 +641,20 @@ impl Cluster {
             .await?;
         let accepted = match answer {
             MetaResponse::EventTypes { accepted } => accepted,
-            MetaResponse::ProjectNotFound => return Err(ClusterError::project_not_found(project_id)),
-            other => return Err(ClusterError::Internal(format!("unexpected answer {other:?}"))),
+            MetaResponse::ProjectNotFound => {
+                return Err(ClusterError::project_not_found(project_id));
+            }
+            other => {
+                return Err(ClusterError::Internal(format!(
+                    "unexpected answer {other:?}"
+                )));
+            }
         };
         let accepted: HashSet<String> = accepted.into_iter().collect();
-        let refused = unknown.into_iter().filter(|t| !accepted.contains(t)).collect();
+        let refused = unknown
+            .into_iter()
+            .filter(|t| !accepted.contains(t))
+            .collect();
         self.event_types
             .write()
             .expect("lock")
@@ -565,7 +665,11 @@ impl Cluster {
     }
 
     /// Stores events (validated by the caller) with optional endpoint upserts.
-    pub async fn put_events(&self, project_id: &str, batches: Vec<EndpointEvents>) -> Result<Vec<EndpointEventsOutcome>> {
+    pub async fn put_events(
+        &self,
+        project_id: &str,
+        batches: Vec<EndpointEvents>,
+    ) -> Result<Vec<EndpointEventsOutcome>> {
         self.project(project_id)?;
         let now = now_rfc3339();
         let writes = batches.into_iter().map(|batch| {
@@ -575,21 +679,28 @@ impl Cluster {
                 let endpoint = match batch.endpoint {
                     Some(input) => Some(
                         async {
-                            self.check_user_capacity(project_id, &input.user.user_id, &batch.endpoint_id)
-                                .await?;
+                            self.check_user_capacity(
+                                project_id,
+                                &input.user.user_id,
+                                &batch.endpoint_id,
+                            )
+                            .await?;
                             let op = ShardOp::UpsertEndpoint {
                                 project_id: project_id.to_string(),
                                 endpoint_id: batch.endpoint_id.clone(),
                                 input,
                                 now,
                             };
-                            self.finish_endpoint_op(index, self.propose(index, op).await?).await.map(|_| ())
+                            self.finish_endpoint_op(index, self.propose(index, op).await?)
+                                .await
+                                .map(|_| ())
                         }
                         .await,
                     ),
                     None => None,
                 };
-                let event_ids: Vec<String> = batch.events.iter().map(|(id, _)| id.clone()).collect();
+                let event_ids: Vec<String> =
+                    batch.events.iter().map(|(id, _)| id.clone()).collect();
                 let count = batch.events.len();
                 let stored = if batch.events.is_empty() {
                     Ok(())
@@ -611,7 +722,10 @@ impl Cluster {
                 EndpointEventsOutcome {
                     endpoint_id: batch.endpoint_id,
                     endpoint,
-                    events: event_ids.into_iter().map(|id| (id, stored.clone())).collect(),
+                    events: event_ids
+                        .into_iter()
+                        .map(|id| (id, stored.clone()))
+                        .collect(),
                 }
             }
         });
@@ -622,7 +736,10 @@ impl Cluster {
 /// The node's id, chosen on first start and kept in storage.
 fn node_identity(store: &Store) -> Result<NodeId> {
     let key = keys::state_key(META_GROUP, state::NODE);
-    if let Some(id) = store.get::<NodeId>(&store.raft_state, &key).map_err(ClusterError::internal)? {
+    if let Some(id) = store
+        .get::<NodeId>(&store.raft_state, &key)
+        .map_err(ClusterError::internal)?
+    {
         return Ok(id);
     }
     // The first node of a cluster is node 1; joining nodes get ids from the meta group.

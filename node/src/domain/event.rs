@@ -44,7 +44,12 @@ pub fn validate_event(field: &str, event: &Event, limits: &Limits) -> Vec<FieldV
     let mut violations = Vec::new();
     let type_field = join(field, "event_type");
     validate_name(&type_field, &event.event_type, limits, &mut violations);
-    validate_timestamp(&join(field, "timestamp"), &event.timestamp, true, &mut violations);
+    validate_timestamp(
+        &join(field, "timestamp"),
+        &event.timestamp,
+        true,
+        &mut violations,
+    );
     let fields = event.attributes.len() + event.metrics.len();
     if fields > limits.attributes_per_event {
         violations.push(FieldViolation::new(
@@ -73,7 +78,12 @@ pub fn validate_event(field: &str, event: &Event, limits: &Limits) -> Vec<FieldV
         &mut violations,
     );
     if let Some(session) = &event.session {
-        validate_id(&join(field, "session.id"), &session.id, limits, &mut violations);
+        validate_id(
+            &join(field, "session.id"),
+            &session.id,
+            limits,
+            &mut violations,
+        );
         validate_timestamp(
             &join(field, "session.start_timestamp"),
             &session.start_timestamp,

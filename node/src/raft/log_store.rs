@@ -38,7 +38,8 @@ impl FlushQueue {
                     let mut waiting = vec![first];
                     waiting.extend(receiver.try_iter());
                     let result = store.sync();
-                    metrics::histogram!(crate::metrics::FSYNC_BATCH_SIZE).record(waiting.len() as f64);
+                    metrics::histogram!(crate::metrics::FSYNC_BATCH_SIZE)
+                        .record(waiting.len() as f64);
                     for callback in waiting {
                         let outcome = match &result {
                             Ok(()) => Ok(()),
@@ -70,11 +71,17 @@ pub struct LogStore {
 impl LogStore {
     /// The log of `group` in `store`, syncing through `flush`.
     pub fn new(group: GroupId, store: Store, flush: FlushQueue) -> Self {
-        Self { group, store, flush }
+        Self {
+            group,
+            store,
+            flush,
+        }
     }
 
     fn read_state<T: serde::de::DeserializeOwned>(&self, name: u8) -> io::Result<Option<T>> {
-        Ok(self.store.get(&self.store.raft_state, &keys::state_key(self.group, name))?)
+        Ok(self
+            .store
+            .get(&self.store.raft_state, &keys::state_key(self.group, name))?)
     }
 
     fn write_state<T: serde::Serialize>(&self, name: u8, value: &T) -> io::Result<()> {
@@ -145,7 +152,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let last = match self.store.raft_log.prefix(prefix).next_back() {
             Some(guard) => {
                 let value = guard.value().map_err(io::Error::other)?;
-                Some(codec::decode::<Entry>(&value).map_err(io::Error::other)?.log_id())
+                Some(
+                    codec::decode::<Entry>(&value)
+                        .map_err(io::Error::other)?
+                        .log_id(),
+                )
             }
             None => last_purged.clone(),
         };
@@ -165,15 +176,24 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         self.store.sync().map_err(io::Error::other)
     }
 
-    async fn save_committed(&mut self, committed: Option<LogIdOf<TypeConfig>>) -> Result<(), io::Error> {
+    async fn save_committed(
+        &mut self,
+        committed: Option<LogIdOf<TypeConfig>>,
+    ) -> Result<(), io::Error> {
         self.write_state(state::COMMITTED, &committed)
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogIdOf<TypeConfig>>, io::Error> {
-        Ok(self.read_state::<Option<LogIdOf<TypeConfig>>>(state::COMMITTED)?.flatten())
+        Ok(self
+            .read_state::<Option<LogIdOf<TypeConfig>>>(state::COMMITTED)?
+            .flatten())
     }
 
-    async fn append<I>(&mut self, entries: I, callback: IOFlushed<TypeConfig>) -> Result<(), io::Error>
+    async fn append<I>(
+        &mut self,
+        entries: I,
+        callback: IOFlushed<TypeConfig>,
+    ) -> Result<(), io::Error>
     where
         I: IntoIterator<Item = Entry> + OptionalSend,
     {
@@ -189,7 +209,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         self.flush.submit(callback)
     }
 
-    async fn truncate_after(&mut self, last_log_id: Option<LogIdOf<TypeConfig>>) -> Result<(), io::Error> {
+    async fn truncate_after(
+        &mut self,
+        last_log_id: Option<LogIdOf<TypeConfig>>,
+    ) -> Result<(), io::Error> {
         let from = last_log_id.map_or(0, |id| id.index() + 1);
         self.remove_range(from, None)?;
         self.store.sync().map_err(io::Error::other)

@@ -67,14 +67,25 @@ impl Proposer {
             .send(Proposal { op, reply })
             .await
             .map_err(|_| unavailable("proposer stopped"))?;
-        answer.await.map_err(|_| unavailable("proposer dropped the request"))?
+        answer
+            .await
+            .map_err(|_| unavailable("proposer dropped the request"))?
     }
 }
 
-async fn run(group: GroupId, raft: HeraldRaft, max_ops: usize, mut receiver: mpsc::Receiver<Proposal>) {
+async fn run(
+    group: GroupId,
+    raft: HeraldRaft,
+    max_ops: usize,
+    mut receiver: mpsc::Receiver<Proposal>,
+) {
     let in_flight = Arc::new(Semaphore::new(IN_FLIGHT_ENTRIES));
     while let Some(first) = receiver.recv().await {
-        let permit = in_flight.clone().acquire_owned().await.expect("semaphore never closes");
+        let permit = in_flight
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("semaphore never closes");
         // Everything that queued while we waited for a permit joins this entry.
         let mut batch = vec![first];
         while batch.len() < max_ops {
@@ -86,7 +97,8 @@ async fn run(group: GroupId, raft: HeraldRaft, max_ops: usize, mut receiver: mps
         let raft = raft.clone();
         tokio::spawn(async move {
             let _permit = permit;
-            let (ops, replies): (Vec<_>, Vec<_>) = batch.into_iter().map(|p| (p.op, p.reply)).unzip();
+            let (ops, replies): (Vec<_>, Vec<_>) =
+                batch.into_iter().map(|p| (p.op, p.reply)).unzip();
             metrics::histogram!(crate::metrics::PROPOSAL_BATCH_SIZE).record(ops.len() as f64);
             let outcome = raft.client_write(Command::Shard(ops)).await;
             match outcome {
@@ -118,14 +130,19 @@ async fn run(group: GroupId, raft: HeraldRaft, max_ops: usize, mut receiver: mps
 /// Maps a Raft write error to what a caller can act on.
 pub fn to_propose_error(
     group: GroupId,
-    error: openraft::error::RaftError<super::TypeConfig, openraft::error::ClientWriteError<super::TypeConfig>>,
+    error: openraft::error::RaftError<
+        super::TypeConfig,
+        openraft::error::ClientWriteError<super::TypeConfig>,
+    >,
 ) -> ProposeError {
     use openraft::error::{ClientWriteError, RaftError};
     match error {
-        RaftError::APIError(ClientWriteError::ForwardToLeader(forward)) => ProposeError::NotLeader {
-            group,
-            leader: forward.leader_id,
-        },
+        RaftError::APIError(ClientWriteError::ForwardToLeader(forward)) => {
+            ProposeError::NotLeader {
+                group,
+                leader: forward.leader_id,
+            }
+        }
         other => ProposeError::Unavailable {
             group,
             reason: other.to_string(),

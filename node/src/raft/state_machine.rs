@@ -19,10 +19,12 @@ use openraft::alias::{LogIdOf, SnapshotMetaOf, SnapshotOf, StoredMembershipOf};
 use openraft::entry::RaftEntry;
 use openraft::storage::{EntryResponder, RaftStateMachine};
 use openraft::{EntryPayload, OptionalSend, RaftSnapshotBuilder, StoredMembership};
-use serde::{Deserialize, Serialize};
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 
-use super::command::{Command, CommandResponse, MetaCommand, MetaResponse, PendingIndex, ShardOp, ShardOpResult};
+use super::command::{
+    Command, CommandResponse, MetaCommand, MetaResponse, PendingIndex, ShardOp, ShardOpResult,
+};
 use super::{GroupId, META_GROUP, TypeConfig};
 use crate::domain::endpoint::Endpoint;
 use crate::domain::hashing::cohort_of;
@@ -88,7 +90,10 @@ impl StateMachine {
     fn applied(&self) -> io::Result<AppliedState> {
         Ok(self
             .store
-            .get(&self.store.raft_state, &keys::state_key(self.group, state::APPLIED))?
+            .get(
+                &self.store.raft_state,
+                &keys::state_key(self.group, state::APPLIED),
+            )?
             .unwrap_or_default())
     }
 
@@ -102,7 +107,8 @@ impl StateMachine {
         let response = match &entry.payload {
             EntryPayload::Blank => CommandResponse::Empty,
             EntryPayload::Membership(membership) => {
-                applied.membership = StoredMembership::new(Some(entry.log_id()), membership.clone());
+                applied.membership =
+                    StoredMembership::new(Some(entry.log_id()), membership.clone());
                 CommandResponse::Empty
             }
             EntryPayload::Normal(Command::Meta(command)) => {
@@ -111,21 +117,31 @@ impl StateMachine {
             EntryPayload::Normal(Command::Shard(ops)) => {
                 let mut results = Vec::with_capacity(ops.len());
                 for op in ops {
-                    results.push(apply_shard_op(self.group, &mut writer, op, &mut applied.endpoints)?);
+                    results.push(apply_shard_op(
+                        self.group,
+                        &mut writer,
+                        op,
+                        &mut applied.endpoints,
+                    )?);
                 }
                 CommandResponse::Shard(results)
             }
         };
-        writer.put(keys::state_key(self.group, state::APPLIED).to_vec(), applied, Space::State);
+        writer.put(
+            keys::state_key(self.group, state::APPLIED).to_vec(),
+            applied,
+            Space::State,
+        );
         writer.commit()?;
         self.endpoints.store(applied.endpoints, Ordering::Relaxed);
         Ok(response)
     }
 
     fn snapshot_pointer(&self) -> io::Result<Option<SnapshotPointer>> {
-        Ok(self
-            .store
-            .get(&self.store.raft_state, &keys::state_key(self.group, state::SNAPSHOT))?)
+        Ok(self.store.get(
+            &self.store.raft_state,
+            &keys::state_key(self.group, state::SNAPSHOT),
+        )?)
     }
 }
 
@@ -167,7 +183,8 @@ impl<'a> Writer<'a> {
         let bytes = codec::encode(value);
         match space {
             Space::Data => {
-                self.batch.insert(&self.store.data, key.clone(), bytes.clone());
+                self.batch
+                    .insert(&self.store.data, key.clone(), bytes.clone());
                 self.overlay.insert(key, Some(bytes));
             }
             Space::State => self.batch.insert(&self.store.raft_state, key, bytes),
@@ -185,7 +202,12 @@ impl<'a> Writer<'a> {
         for guard in self.store.data.prefix(prefix) {
             doomed.push(guard.key().map_err(io::Error::other)?.to_vec());
         }
-        doomed.extend(self.overlay.keys().filter(|k| k.starts_with(prefix)).cloned());
+        doomed.extend(
+            self.overlay
+                .keys()
+                .filter(|k| k.starts_with(prefix))
+                .cloned(),
+        );
         for key in doomed {
             self.delete(key);
         }
@@ -197,7 +219,11 @@ impl<'a> Writer<'a> {
     }
 }
 
-fn apply_meta(group: GroupId, writer: &mut Writer<'_>, command: &MetaCommand) -> io::Result<MetaResponse> {
+fn apply_meta(
+    group: GroupId,
+    writer: &mut Writer<'_>,
+    command: &MetaCommand,
+) -> io::Result<MetaResponse> {
     Ok(match command {
         MetaCommand::CreateProject(project) => {
             let key = keys::data_key(group, tag::PROJECT, &[&project.project_id]);
@@ -207,7 +233,10 @@ fn apply_meta(group: GroupId, writer: &mut Writer<'_>, command: &MetaCommand) ->
             writer.put(key, project, Space::Data);
             MetaResponse::Project(project.clone())
         }
-        MetaCommand::UpdateProjectSettings { project_id, settings } => {
+        MetaCommand::UpdateProjectSettings {
+            project_id,
+            settings,
+        } => {
             let key = keys::data_key(group, tag::PROJECT, &[project_id]);
             let Some(mut project) = writer.get::<Project>(&key)? else {
                 return Ok(MetaResponse::ProjectNotFound);
@@ -282,15 +311,32 @@ fn apply_shard_op(
                 now,
                 cohort_of(project_id, endpoint_id),
             );
-            let old_user = existing.as_ref().map(|e| e.user.user_id.clone()).unwrap_or_default();
+            let old_user = existing
+                .as_ref()
+                .map(|e| e.user.user_id.clone())
+                .unwrap_or_default();
             let new_user = endpoint.user.user_id.clone();
             let mut pending = Vec::new();
             if old_user != new_user {
                 if !old_user.is_empty() {
-                    pending.push(record_pending(group, writer, project_id, &old_user, endpoint_id, false));
+                    pending.push(record_pending(
+                        group,
+                        writer,
+                        project_id,
+                        &old_user,
+                        endpoint_id,
+                        false,
+                    ));
                 }
                 if !new_user.is_empty() {
-                    pending.push(record_pending(group, writer, project_id, &new_user, endpoint_id, true));
+                    pending.push(record_pending(
+                        group,
+                        writer,
+                        project_id,
+                        &new_user,
+                        endpoint_id,
+                        true,
+                    ));
                 }
             }
             if existing.is_none() {
@@ -314,8 +360,16 @@ fn apply_shard_op(
                 });
             };
             writer.delete(key);
-            writer.delete(keys::data_key(group, tag::ACTIVITY, &[project_id, endpoint_id]));
-            writer.delete_prefix(&keys::data_key(group, tag::EVENT, &[project_id, endpoint_id]))?;
+            writer.delete(keys::data_key(
+                group,
+                tag::ACTIVITY,
+                &[project_id, endpoint_id],
+            ));
+            writer.delete_prefix(&keys::data_key(
+                group,
+                tag::EVENT,
+                &[project_id, endpoint_id],
+            ))?;
             *endpoints -= 1;
             let mut pending = Vec::new();
             if !existing.user.user_id.is_empty() {
@@ -374,8 +428,15 @@ fn apply_shard_op(
             endpoint_id,
             present,
         } => {
-            let key = keys::data_key(group, tag::PENDING_INDEX, &[project_id, user_id, endpoint_id]);
-            if writer.get::<PendingIndex>(&key)?.is_some_and(|p| p.present == *present) {
+            let key = keys::data_key(
+                group,
+                tag::PENDING_INDEX,
+                &[project_id, user_id, endpoint_id],
+            );
+            if writer
+                .get::<PendingIndex>(&key)?
+                .is_some_and(|p| p.present == *present)
+            {
                 writer.delete(key);
             }
             ShardOpResult::Done
@@ -412,7 +473,11 @@ fn record_pending(
         endpoint_id: endpoint_id.to_string(),
         present,
     };
-    let key = keys::data_key(group, tag::PENDING_INDEX, &[project_id, user_id, endpoint_id]);
+    let key = keys::data_key(
+        group,
+        tag::PENDING_INDEX,
+        &[project_id, user_id, endpoint_id],
+    );
     writer.put(key, &pending, Space::Data);
     pending
 }
@@ -425,7 +490,10 @@ pub struct SnapshotBuilder {
 
 /// Snapshot file layout: format version, meta length (u32) and meta, then records of
 /// key length (u32), key, value length (u32), value.
-fn write_snapshot_file(store: &Store, group: GroupId) -> io::Result<(SnapshotMetaOf<TypeConfig>, PathBuf)> {
+fn write_snapshot_file(
+    store: &Store,
+    group: GroupId,
+) -> io::Result<(SnapshotMetaOf<TypeConfig>, PathBuf)> {
     let view = store.db.snapshot();
     let applied: AppliedState = match view
         .get(&store.raft_state, keys::state_key(group, state::APPLIED))
@@ -479,20 +547,39 @@ fn read_snapshot_meta(input: &mut impl Read) -> io::Result<SnapshotMetaOf<TypeCo
     let mut version = [0u8; 1];
     input.read_exact(&mut version)?;
     if version[0] != codec::FORMAT_VERSION {
-        return Err(io::Error::other(format!("unknown snapshot format version {}", version[0])));
+        return Err(io::Error::other(format!(
+            "unknown snapshot format version {}",
+            version[0]
+        )));
     }
     let len = read_u32(input)?.ok_or_else(|| io::Error::other("truncated snapshot header"))?;
     codec::decode(&read_bytes(input, len)?).map_err(io::Error::other)
 }
 
 impl SnapshotBuilder {
-    fn set_current(store: &Store, group: GroupId, meta: &SnapshotMetaOf<TypeConfig>, path: &std::path::Path) -> io::Result<()> {
-        let previous: Option<SnapshotPointer> = store.get(&store.raft_state, &keys::state_key(group, state::SNAPSHOT))?;
-        let file = path.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_string();
-        let pointer = SnapshotPointer { meta: meta.clone(), file: file.clone() };
+    fn set_current(
+        store: &Store,
+        group: GroupId,
+        meta: &SnapshotMetaOf<TypeConfig>,
+        path: &std::path::Path,
+    ) -> io::Result<()> {
+        let previous: Option<SnapshotPointer> =
+            store.get(&store.raft_state, &keys::state_key(group, state::SNAPSHOT))?;
+        let file = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default()
+            .to_string();
+        let pointer = SnapshotPointer {
+            meta: meta.clone(),
+            file: file.clone(),
+        };
         store
             .raft_state
-            .insert(keys::state_key(group, state::SNAPSHOT), codec::encode(&pointer))
+            .insert(
+                keys::state_key(group, state::SNAPSHOT),
+                codec::encode(&pointer),
+            )
             .map_err(io::Error::other)?;
         store.sync()?;
         if let Some(previous) = previous
@@ -557,18 +644,26 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         }
     }
 
-    async fn install_snapshot(&mut self, meta: &SnapshotMetaOf<TypeConfig>, snapshot: File) -> Result<(), io::Error> {
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMetaOf<TypeConfig>,
+        snapshot: File,
+    ) -> Result<(), io::Error> {
         let store = self.store.clone();
         let group = self.group;
         let meta = meta.clone();
-        let endpoints = tokio::task::spawn_blocking(move || install_snapshot_file(&store, group, &meta, snapshot))
-            .await
-            .map_err(io::Error::other)??;
+        let endpoints = tokio::task::spawn_blocking(move || {
+            install_snapshot_file(&store, group, &meta, snapshot)
+        })
+        .await
+        .map_err(io::Error::other)??;
         self.endpoints.store(endpoints, Ordering::Relaxed);
         Ok(())
     }
 
-    async fn get_current_snapshot(&mut self) -> Result<Option<SnapshotOf<TypeConfig, File>>, io::Error> {
+    async fn get_current_snapshot(
+        &mut self,
+    ) -> Result<Option<SnapshotOf<TypeConfig, File>>, io::Error> {
         let Some(pointer) = self.snapshot_pointer()? else {
             return Ok(None);
         };
@@ -582,11 +677,20 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
 
 /// Replaces the group's state with the snapshot's, in bounded batches, and keeps the file as
 /// the current snapshot. Returns the endpoints it holds.
-fn install_snapshot_file(store: &Store, group: GroupId, meta: &SnapshotMetaOf<TypeConfig>, snapshot: File) -> io::Result<i64> {
+fn install_snapshot_file(
+    store: &Store,
+    group: GroupId,
+    meta: &SnapshotMetaOf<TypeConfig>,
+    snapshot: File,
+) -> io::Result<i64> {
     const BATCH_RECORDS: usize = 10_000;
     let index = meta.last_log_id.map_or(0, |id| id.index());
-    let path = store.snapshot_dir.join(format!("group-{group}-{index}.snap"));
-    let tmp = store.snapshot_dir.join(format!("group-{group}-{index}.snap.installing"));
+    let path = store
+        .snapshot_dir
+        .join(format!("group-{group}-{index}.snap"));
+    let tmp = store
+        .snapshot_dir
+        .join(format!("group-{group}-{index}.snap.installing"));
     {
         let mut input = snapshot;
         let mut out = File::create(&tmp)?;
@@ -598,7 +702,10 @@ fn install_snapshot_file(store: &Store, group: GroupId, meta: &SnapshotMetaOf<Ty
     // next start install this snapshot again instead of trusting half-replaced data.
     store
         .raft_state
-        .insert(keys::state_key(group, state::APPLIED), codec::encode(&AppliedState::default()))
+        .insert(
+            keys::state_key(group, state::APPLIED),
+            codec::encode(&AppliedState::default()),
+        )
         .map_err(io::Error::other)?;
     SnapshotBuilder::set_current(store, group, meta, &path)?;
 
@@ -608,20 +715,25 @@ fn install_snapshot_file(store: &Store, group: GroupId, meta: &SnapshotMetaOf<Ty
         batch.remove(&store.data, guard.key().map_err(io::Error::other)?);
         pending += 1;
         if pending == BATCH_RECORDS {
-            std::mem::replace(&mut batch, store.db.batch()).commit().map_err(io::Error::other)?;
+            std::mem::replace(&mut batch, store.db.batch())
+                .commit()
+                .map_err(io::Error::other)?;
             pending = 0;
         }
     }
     let mut input = BufReader::new(File::open(&path)?);
     let file_meta = read_snapshot_meta(&mut input)?;
     if file_meta.last_log_id != meta.last_log_id {
-        return Err(io::Error::other("snapshot file does not match its metadata"));
+        return Err(io::Error::other(
+            "snapshot file does not match its metadata",
+        ));
     }
     let mut endpoints = 0i64;
     let endpoint_prefix = [&keys::group_prefix(group)[..], &[tag::ENDPOINT]].concat();
     while let Some(key_len) = read_u32(&mut input)? {
         let key = read_bytes(&mut input, key_len)?;
-        let value_len = read_u32(&mut input)?.ok_or_else(|| io::Error::other("truncated snapshot record"))?;
+        let value_len =
+            read_u32(&mut input)?.ok_or_else(|| io::Error::other("truncated snapshot record"))?;
         let value = read_bytes(&mut input, value_len)?;
         if !key.starts_with(&keys::group_prefix(group)) {
             return Err(io::Error::other("snapshot record of another group"));
@@ -632,7 +744,9 @@ fn install_snapshot_file(store: &Store, group: GroupId, meta: &SnapshotMetaOf<Ty
         batch.insert(&store.data, key, value);
         pending += 1;
         if pending == BATCH_RECORDS {
-            std::mem::replace(&mut batch, store.db.batch()).commit().map_err(io::Error::other)?;
+            std::mem::replace(&mut batch, store.db.batch())
+                .commit()
+                .map_err(io::Error::other)?;
             pending = 0;
         }
     }
@@ -641,7 +755,11 @@ fn install_snapshot_file(store: &Store, group: GroupId, meta: &SnapshotMetaOf<Ty
         membership: meta.last_membership.clone(),
         endpoints,
     };
-    batch.insert(&store.raft_state, keys::state_key(group, state::APPLIED), codec::encode(&applied));
+    batch.insert(
+        &store.raft_state,
+        keys::state_key(group, state::APPLIED),
+        codec::encode(&applied),
+    );
     batch.commit().map_err(io::Error::other)?;
     store.sync()?;
     Ok(endpoints)

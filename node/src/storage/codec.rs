@@ -53,9 +53,15 @@ mod tests {
     #[test]
     fn unknown_version_is_refused() {
         let mut bytes = encode(&("a".to_string(), 7u64));
-        assert_eq!(decode::<(String, u64)>(&bytes).unwrap(), ("a".to_string(), 7));
+        assert_eq!(
+            decode::<(String, u64)>(&bytes).unwrap(),
+            ("a".to_string(), 7)
+        );
         bytes[0] = 99;
-        assert!(matches!(decode::<(String, u64)>(&bytes), Err(CodecError::UnknownVersion(99))));
+        assert!(matches!(
+            decode::<(String, u64)>(&bytes),
+            Err(CodecError::UnknownVersion(99))
+        ));
         assert!(matches!(decode::<u64>(&[]), Err(CodecError::Empty)));
     }
 }

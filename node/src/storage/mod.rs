@@ -91,7 +91,11 @@ impl Store {
     }
 
     /// Reads and decodes a record.
-    pub fn get<T: serde::de::DeserializeOwned>(&self, keyspace: &Keyspace, key: &[u8]) -> Result<Option<T>> {
+    pub fn get<T: serde::de::DeserializeOwned>(
+        &self,
+        keyspace: &Keyspace,
+        key: &[u8],
+    ) -> Result<Option<T>> {
         match keyspace.get(key)? {
             Some(bytes) => Ok(Some(codec::decode(&bytes)?)),
             None => Ok(None),
@@ -99,7 +103,11 @@ impl Store {
     }
 
     /// Decodes every record under `prefix`, in key order.
-    pub fn scan<T: serde::de::DeserializeOwned>(&self, keyspace: &Keyspace, prefix: &[u8]) -> Result<Vec<(Vec<u8>, T)>> {
+    pub fn scan<T: serde::de::DeserializeOwned>(
+        &self,
+        keyspace: &Keyspace,
+        prefix: &[u8],
+    ) -> Result<Vec<(Vec<u8>, T)>> {
         let mut records = Vec::new();
         for guard in keyspace.prefix(prefix) {
             let (key, value) = guard.into_inner()?;
