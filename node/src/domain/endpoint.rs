@@ -249,6 +249,11 @@ pub fn is_e164(number: &str) -> bool {
         && !digits.starts_with('0')
 }
 
+/// Whether `code` is an upper-case ISO 3166-1 alpha-2 code, e.g. `BR`.
+fn is_country_code(code: &str) -> bool {
+    code.len() == 2 && code.chars().all(|c| c.is_ascii_uppercase())
+}
+
 /// Checks the address for the channel (END-4).
 fn validate_address(
     field: &str,
@@ -455,10 +460,7 @@ pub fn validate_endpoint(
         ));
     }
     let location = &input.location;
-    if !location.country.is_empty()
-        && !(location.country.len() == 2
-            && location.country.chars().all(|c| c.is_ascii_uppercase()))
-    {
+    if !location.country.is_empty() && !is_country_code(&location.country) {
         violations.push(FieldViolation::new(
             join(field, "location.country"),
             format!(

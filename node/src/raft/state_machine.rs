@@ -158,6 +158,8 @@ struct Writer<'a> {
     store: &'a Store,
     batch: fjall::OwnedWriteBatch,
     overlay: HashMap<Vec<u8>, Option<Vec<u8>>>,
+    /// Keys written with [`Self::put_blind`].
+    blind: Vec<Vec<u8>>,
 }
 
 impl<'a> Writer<'a> {
@@ -166,6 +168,7 @@ impl<'a> Writer<'a> {
             store,
             batch: store.db.batch(),
             overlay: HashMap::new(),
+            blind: Vec::new(),
         }
     }
 
@@ -189,6 +192,14 @@ impl<'a> Writer<'a> {
             }
             Space::State => self.batch.insert(&self.store.raft_state, key, bytes),
         }
+    }
+
+    /// Writes a record no later operation of the entry reads (an event): no overlay copy of
+    /// its value, only its key, so `delete_prefix` still sees it.
+    fn put_blind<T: Serialize>(&mut self, key: Vec<u8>, value: &T) {
+        self.batch
+            .insert(&self.store.data, key.clone(), codec::encode(value));
+        self.blind.push(key);
     }
 
     fn delete(&mut self, key: Vec<u8>) {
@@ -396,7 +407,7 @@ fn apply_shard_op(
             let mut activity: Activity = writer.get(&activity_key)?.unwrap_or_default();
             for (event_id, event) in events {
                 let key = keys::data_key(group, tag::EVENT, &[project_id, endpoint_id, event_id]);
-                writer.put(key, event, Space::Data);
+                writer.put_blind(key, event);
                 activity.events += 1;
                 if event.event_type == "_session.start" {
                     activity.sessions += 1;
