@@ -543,6 +543,21 @@ async fn every_bad_endpoint_field_is_named() {
     assert_eq!(status.code(), Code::InvalidArgument);
     assert_eq!(violations(&status)[0].0, "endpoint.channel_type");
 
+    // An update that omits the channel type is checked against the stored channel.
+    let mut keep_channel = email_endpoint("garbage", "");
+    keep_channel.channel_type = 0;
+    let status = node
+        .endpoints
+        .update_endpoint(pb::UpdateEndpointRequest {
+            project_id: project.clone(),
+            endpoint_id: "e1".into(),
+            endpoint: Some(keep_channel),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert_eq!(violations(&status)[0].0, "endpoint.address");
+
     // Empty ids are named.
     let status = node
         .endpoints

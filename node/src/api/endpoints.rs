@@ -7,7 +7,9 @@ use herald_proto::v1::endpoints_server::Endpoints;
 use tonic::{Request, Response, Status};
 
 use super::convert::{endpoint_input, endpoint_to_proto};
-use super::status::{invalid_argument, item_accepted, item_failed, item_rejected, to_status};
+use super::status::{
+    invalid_argument, item_accepted, item_failed, item_rejected, to_status, under,
+};
 use super::{check_batch_len, check_ids, observed};
 use crate::cluster::Cluster;
 use crate::domain::FieldViolation;
@@ -55,17 +57,7 @@ impl Endpoints for EndpointsApi {
             let endpoint = outcomes
                 .pop()
                 .expect("one outcome per item")
-                .map_err(|error| match error {
-                    crate::cluster::ClusterError::FailedPrecondition(reason)
-                        if reason.starts_with("channel_type") =>
-                    {
-                        invalid_argument(&[FieldViolation::new(
-                            "endpoint.channel_type",
-                            "is required for a new endpoint",
-                        )])
-                    }
-                    other => to_status(other),
-                })?;
+                .map_err(|error| to_status(under("endpoint", error)))?;
             Ok(pb::UpdateEndpointResponse {
                 message: "Accepted".to_string(),
                 request_id,
@@ -133,7 +125,7 @@ impl Endpoints for EndpointsApi {
             for (position, outcome) in valid_positions.into_iter().zip(outcomes) {
                 results[position] = Some(match outcome {
                     Ok(_) => item_accepted(),
-                    Err(error) => item_failed(&format!("items[{position}]"), &error),
+                    Err(error) => item_failed(&format!("items[{position}].endpoint"), &error),
                 });
             }
             Ok(pb::UpdateEndpointsBatchResponse {

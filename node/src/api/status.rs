@@ -61,12 +61,27 @@ pub fn item_rejected(violations: &[FieldViolation]) -> herald_proto::v1::ItemRes
     }
 }
 
-/// An item result for a cluster error.
-pub fn item_failed(field: &str, error: &ClusterError) -> herald_proto::v1::ItemResult {
+/// Places the field violations of `error` (relative to an input) under `parent`.
+pub fn under(parent: &str, error: ClusterError) -> ClusterError {
     match error {
-        ClusterError::InvalidArgument(violations) => item_rejected(violations),
+        ClusterError::InvalidArgument(violations) => ClusterError::InvalidArgument(
+            violations
+                .into_iter()
+                .map(|v| {
+                    FieldViolation::new(crate::domain::violation::join(parent, &v.field), v.reason)
+                })
+                .collect(),
+        ),
+        other => other,
+    }
+}
+
+/// An item result for a cluster error about the input at `field`.
+pub fn item_failed(field: &str, error: &ClusterError) -> herald_proto::v1::ItemResult {
+    match under(field, error.clone()) {
+        ClusterError::InvalidArgument(violations) => item_rejected(&violations),
         other => {
-            let status = to_status(other.clone());
+            let status = to_status(other);
             let status_code = match status.code() {
                 Code::NotFound => 404,
                 Code::FailedPrecondition | Code::AlreadyExists => 409,

@@ -75,6 +75,19 @@ impl BaselineServer {
     }
 }
 
+/// Runs the baseline until SIGTERM or Ctrl-C, announcing its address on stderr for the bench
+/// that started this process.
+pub async fn serve_until_signal() -> anyhow::Result<()> {
+    let server = BaselineServer::start().await?;
+    eprintln!(
+        "baseline serving {}{}",
+        super::process::ADDRESS_MARKER,
+        server.addr
+    );
+    crate::server::wait_for_signal().await?;
+    server.shutdown().await
+}
+
 /// `Events` answering 202 for every event, storing nothing.
 #[derive(Debug, Clone, Copy)]
 struct NoOpEvents;

@@ -13,14 +13,13 @@ use tonic::client::Grpc;
 use tonic::codegen::http::uri::PathAndQuery;
 use tonic::transport::Channel;
 
-use super::baseline::BaselineServer;
 use super::load::{self, CallOutcome, LoadOutcome, LoadShape, LoadWorker};
+use super::process::ServerProcess;
 use super::report::{BenchReport, round_to};
 use super::wire::{
     EncodedPutEvents, PUT_EVENTS_PATH, PutEventsCodec, PutEventsSend, SEQUENCE_PLACEHOLDER,
 };
 use crate::config::Config;
-use crate::server::RunningNode;
 
 /// Requests in flight on one HTTP/2 connection; more connections spread the load over more
 /// of the server's tasks instead of queueing behind a single connection.
@@ -148,14 +147,9 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<()> {
     );
 
     let baseline = {
-        let server = BaselineServer::start()
-            .await
-            .context("cannot start the baseline server")?;
+        let server = ServerProcess::baseline().context("cannot start the baseline server")?;
         let outcome = measure_ingest("baseline", server.addr, workload, shape).await;
-        server
-            .shutdown()
-            .await
-            .context("the baseline server failed")?;
+        server.stop().context("the baseline server failed")?;
         outcome.context("the baseline run failed")?
     };
     let (herald, herald_is) = match args.target {
@@ -167,12 +161,12 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<()> {
             let (outcome, shards) = measure_own_node(args.shards, workload, shape).await?;
             (
                 outcome,
-                format!("node started by the bench, {shards} shards"),
+                format!("`herald serve` started by the bench, {shards} shards"),
             )
         }
     };
 
-    print_outcome("baseline", &baseline, "no-op tonic server in this process");
+    print_outcome("baseline", &baseline, "no-op tonic server, its own process");
     print_outcome("herald", &herald, &herald_is);
     let report = ingest_report(workload, shape, &herald, &baseline);
     match report.ratio {
@@ -183,8 +177,8 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Starts a node in a temporary directory, measures it and shuts it down; returns the outcome
-/// and the node's shard count.
+/// Starts `herald serve` on a temporary directory, measures it and stops it; returns the
+/// outcome and the node's shard count.
 async fn measure_own_node(
     shards: Option<u32>,
     workload: IngestWorkload,
@@ -194,25 +188,18 @@ async fn measure_own_node(
         .prefix("herald-bench-")
         .tempdir()
         .context("cannot create a temporary data directory")?;
-    let mut config = Config::ephemeral(data_dir.path());
-    if let Some(shards) = shards {
-        config.cluster.shards = shards;
-    }
-    config.validate()?;
-    let shards = config.cluster.shards;
-
+    let shard_count = shards.unwrap_or(Config::default().cluster.shards);
     let spinner = ProgressBar::new_spinner().with_message("starting a herald node");
     spinner.enable_steady_tick(Duration::from_millis(100));
-    let node = RunningNode::start(config).await;
+    let node = ServerProcess::herald(data_dir.path(), shards);
     spinner.finish_and_clear();
     let node = node.context("cannot start a herald node")?;
-
-    let outcome = measure_ingest("herald", node.client_addr, workload, shape).await;
-    let shutdown = node.shutdown().await;
+    let outcome = measure_ingest("herald", node.addr, workload, shape).await;
+    let stopped = node.stop();
     let outcome = outcome?;
-    shutdown.context("the herald node did not shut down cleanly")?;
+    stopped.context("the herald node did not stop cleanly")?;
     drop(data_dir);
-    Ok((outcome, shards))
+    Ok((outcome, shard_count))
 }
 
 /// Creates a project at `addr` and runs the ingest workload against it.
@@ -544,7 +531,9 @@ mod tests {
     /// is one JSON line with the run's figures.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn baseline_run_counts_events_and_reports_json() {
-        let server = BaselineServer::start().await.unwrap();
+        let server = crate::bench::baseline::BaselineServer::start()
+            .await
+            .unwrap();
         let workload = IngestWorkload {
             concurrency: 4,
             endpoints: 50,
@@ -574,23 +563,5 @@ mod tests {
         assert_eq!(parsed["batch"], 20);
         assert_eq!(parsed["concurrency"], 4);
         assert!(parsed["p99_ms"].as_f64().is_some());
-    }
-
-    /// The bench's own node accepts the workload's events, so the bench measures ingestion
-    /// rather than rejections.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn own_node_accepts_the_workload() {
-        let workload = IngestWorkload {
-            concurrency: 4,
-            endpoints: 100,
-            batch: 100,
-        };
-        let shape = LoadShape {
-            warmup: Duration::ZERO,
-            duration: Duration::from_secs(1),
-        };
-        let (outcome, shards) = measure_own_node(Some(2), workload, shape).await.unwrap();
-        assert_eq!(shards, 2);
-        assert!(outcome.succeeded > 0, "{outcome:?}");
     }
 }

@@ -7,10 +7,12 @@
 //! - [`load`]: the closed-loop driver: workers, warmup, measured window, latency percentiles.
 //! - [`wire`]: `PutEvents` requests encoded once and responses decoded only to count results.
 //! - [`report`]: [`BenchReport`], the JSON line every workload prints last.
+//! - [`process`]: the measured servers, run as child processes of this binary.
 
 pub mod baseline;
 pub mod ingest;
 pub mod load;
+pub mod process;
 pub mod report;
 pub mod wire;
 
@@ -22,11 +24,15 @@ pub enum BenchCommand {
     /// Event ingestion: concurrent PutEvents batches against Herald and against a no-op
     /// baseline server, reporting events/s, latency percentiles and their ratio.
     Ingest(ingest::IngestArgs),
+    /// Serve the no-op baseline until SIGTERM (what the workloads start as their baseline).
+    #[command(hide = true)]
+    ServeBaseline,
 }
 
 /// Runs one benchmark; its JSON report is the last line of stdout.
 pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
     match command {
         BenchCommand::Ingest(args) => ingest::run(args).await,
+        BenchCommand::ServeBaseline => baseline::serve_until_signal().await,
     }
 }

@@ -466,7 +466,9 @@ impl Cluster {
             ShardOpResult::Endpoint { endpoint: None, .. } => {
                 Err(ClusterError::NotFound("endpoint not found".into()))
             }
-            ShardOpResult::Refused(reason) => Err(ClusterError::FailedPrecondition(reason)),
+            ShardOpResult::Refused(violation) => {
+                Err(ClusterError::InvalidArgument(vec![violation]))
+            }
             other => Err(ClusterError::Internal(format!(
                 "unexpected answer {other:?}"
             ))),

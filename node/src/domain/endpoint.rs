@@ -255,7 +255,7 @@ fn is_country_code(code: &str) -> bool {
 }
 
 /// Checks the address for the channel (END-4).
-fn validate_address(
+pub fn validate_address(
     field: &str,
     channel: ChannelType,
     address: &str,

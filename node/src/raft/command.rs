@@ -1,8 +1,13 @@
 //! Replicated commands. Applying a command is deterministic: it depends only on the command
 //! and the state before it (the time of a write travels inside the command).
+//!
+//! Commands and answers live for one proposal and are mostly serialized, so variants are not
+//! boxed to even out their sizes.
+#![allow(clippy::large_enum_variant)]
 
 use serde::{Deserialize, Serialize};
 
+use crate::domain::FieldViolation;
 use crate::domain::endpoint::{Endpoint, EndpointInput};
 use crate::domain::event::Event;
 use crate::domain::project::{Project, ProjectSettings};
@@ -163,8 +168,10 @@ pub enum ShardOpResult {
     Events(usize),
     /// Done.
     Done,
-    /// Refused by a rule that only the state can check (e.g. a new endpoint without channel).
-    Refused(String),
+    /// Refused by a rule that only the state can check (a new endpoint without a channel
+    /// type, an address that does not fit the stored channel); the field is relative to the
+    /// endpoint input.
+    Refused(FieldViolation),
 }
 
 impl std::fmt::Display for Command {

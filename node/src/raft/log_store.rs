@@ -158,7 +158,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                         .log_id(),
                 )
             }
-            None => last_purged.clone(),
+            None => last_purged,
         };
         Ok(LogState {
             last_purged_log_id: last_purged,

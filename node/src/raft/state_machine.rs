@@ -26,8 +26,10 @@ use super::command::{
     Command, CommandResponse, MetaCommand, MetaResponse, PendingIndex, ShardOp, ShardOpResult,
 };
 use super::{GroupId, META_GROUP, TypeConfig};
-use crate::domain::endpoint::Endpoint;
+use crate::domain::FieldViolation;
+use crate::domain::endpoint::{Endpoint, validate_address};
 use crate::domain::hashing::cohort_of;
+use crate::domain::limits::Limits;
 use crate::domain::project::Project;
 use crate::storage::keys::{self, state, tag};
 use crate::storage::{Store, codec};
@@ -309,10 +311,30 @@ fn apply_shard_op(
         } => {
             let key = keys::data_key(group, tag::ENDPOINT, &[project_id, endpoint_id]);
             let existing: Option<Endpoint> = writer.get(&key)?;
-            if existing.is_none() && input.channel_type.is_none() {
-                return Ok(ShardOpResult::Refused(
-                    "channel_type: is required for a new endpoint".to_string(),
-                ));
+            if input.channel_type.is_none() {
+                // The input was validated without a channel; check it against the stored one.
+                let Some(stored) = &existing else {
+                    return Ok(ShardOpResult::Refused(FieldViolation::new(
+                        "channel_type",
+                        "is required for a new endpoint",
+                    )));
+                };
+                // Length limits were checked by the API with the configured limits.
+                let unbounded = Limits {
+                    address_bytes: usize::MAX,
+                    ..Limits::default()
+                };
+                let mut violations = Vec::new();
+                validate_address(
+                    "address",
+                    stored.channel_type,
+                    &input.address,
+                    &unbounded,
+                    &mut violations,
+                );
+                if let Some(violation) = violations.into_iter().next() {
+                    return Ok(ShardOpResult::Refused(violation));
+                }
             }
             let endpoint = Endpoint::upserted(
                 existing.as_ref(),

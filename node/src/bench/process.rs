@@ -1,0 +1,106 @@
+//! Servers measured by a benchmark run as child processes of the same `herald` binary, so the
+//! load generator and the server under test never share a runtime, as in production: the
+//! Herald node (`herald serve`) and the no-op baseline (`herald bench serve-baseline`) alike.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use anyhow::Context;
+
+/// A server process and the client address it reported.
+pub struct ServerProcess {
+    child: Child,
+    /// Where clients connect.
+    pub addr: SocketAddr,
+}
+
+/// The line a server prints (stdout or stderr) with its address, after this marker.
+pub const ADDRESS_MARKER: &str = "client_addr=";
+
+impl ServerProcess {
+    /// `herald serve` on a fresh data directory, loopback, OS-chosen ports.
+    pub fn herald(data_dir: &Path, shards: Option<u32>) -> anyhow::Result<Self> {
+        let mut command = Command::new(std::env::current_exe()?);
+        command
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--metrics-listen",
+                "127.0.0.1:0",
+                "--data-dir",
+            ])
+            .arg(data_dir)
+            .env("HERALD_LOG", "info");
+        if let Some(shards) = shards {
+            command.env("HERALD_SHARDS", shards.to_string());
+        }
+        Self::spawn(command)
+    }
+
+    /// The no-op baseline server.
+    pub fn baseline() -> anyhow::Result<Self> {
+        let mut command = Command::new(std::env::current_exe()?);
+        command.args(["bench", "serve-baseline"]);
+        Self::spawn(command)
+    }
+
+    fn spawn(mut command: Command) -> anyhow::Result<Self> {
+        let mut child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .context("cannot start the server process")?;
+        let stderr = child.stderr.take().expect("piped stderr");
+        let (sender, receiver) = std::sync::mpsc::channel();
+        // Keep draining stderr for the whole run so the child never blocks on a full pipe.
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(rest) = line.split(ADDRESS_MARKER).nth(1) {
+                    let _ = sender.send(
+                        rest.split_whitespace()
+                            .next()
+                            .unwrap_or_default()
+                            .to_string(),
+                    );
+                }
+            }
+        });
+        let reported = receiver.recv_timeout(Duration::from_secs(60));
+        let addr = match reported {
+            Ok(addr) => addr,
+            Err(_) => {
+                let _ = child.kill();
+                let status = child.wait()?;
+                anyhow::bail!("the server process did not report its address ({status})");
+            }
+        };
+        let addr = addr
+            .parse()
+            .with_context(|| format!("the server reported an invalid address {addr:?}"))?;
+        Ok(Self { child, addr })
+    }
+
+    /// Stops the server with SIGTERM and waits for it; a non-zero exit is an error.
+    pub fn stop(mut self) -> anyhow::Result<()> {
+        let pid = self.child.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status()?;
+        let status = self.child.wait()?;
+        anyhow::ensure!(status.success(), "the server process exited with {status}");
+        Ok(())
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        // A process still running here (an error path) must not outlive the bench.
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
