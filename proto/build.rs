@@ -7,6 +7,8 @@ const PROTOS: &[&str] = &[
     "herald/v1/projects.proto",
     "herald/v1/endpoints.proto",
     "herald/v1/events.proto",
+    "herald/v1/cluster.proto",
+    "herald/internal/v1/peer.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -34,6 +34,10 @@ pub struct ServerConfig {
     pub metrics_listen: SocketAddr,
     /// Directory of the node's fjall database and snapshots.
     pub data_dir: PathBuf,
+    /// A separate address for the peer service; by default it shares the client port.
+    pub peer_listen: Option<SocketAddr>,
+    /// The peer address other nodes dial (default: the peer or client listen address).
+    pub advertise_peer: Option<String>,
 }
 
 /// `[cluster]`: how data is split and replicated.
@@ -52,6 +56,15 @@ pub struct ClusterConfig {
     pub logs_kept_after_snapshot: u64,
     /// Most operations proposals gathered into one Raft entry.
     pub max_batch_ops: usize,
+    /// Client address of any member to join on first start; none starts a new cluster.
+    pub join: Option<String>,
+    /// Shared secret every peer call must carry; required to form a multi-node cluster.
+    pub secret: String,
+    /// Seconds a node may fail to answer heartbeats before its replicas are re-created
+    /// elsewhere.
+    pub down_after_secs: u64,
+    /// Milliseconds between rounds of the placement and reconcile loops.
+    pub placement_interval_ms: u64,
 }
 
 impl Default for Config {
@@ -71,6 +84,8 @@ impl Default for ServerConfig {
             listen: "127.0.0.1:50051".parse().expect("literal address"),
             metrics_listen: "127.0.0.1:9464".parse().expect("literal address"),
             data_dir: PathBuf::from("./herald-data"),
+            peer_listen: None,
+            advertise_peer: None,
         }
     }
 }
@@ -84,6 +99,10 @@ impl Default for ClusterConfig {
             snapshot_every_entries: 20_000,
             logs_kept_after_snapshot: 1_000,
             max_batch_ops: 4_096,
+            join: None,
+            secret: String::new(),
+            down_after_secs: 30,
+            placement_interval_ms: 1_000,
         }
     }
 }
@@ -163,6 +182,11 @@ impl Config {
                 "HERALD_METRICS_LISTEN" => self.server.metrics_listen = parse(name, value)?,
                 "HERALD_DATA_DIR" => self.server.data_dir = PathBuf::from(value),
                 "HERALD_SHARDS" => self.cluster.shards = parse(name, value)?,
+                "HERALD_PEER_LISTEN" => self.server.peer_listen = Some(parse(name, value)?),
+                "HERALD_ADVERTISE_PEER" => self.server.advertise_peer = Some(value.clone()),
+                "HERALD_JOIN" => self.cluster.join = Some(value.clone()),
+                "HERALD_CLUSTER_SECRET" => self.cluster.secret = value.clone(),
+                "HERALD_DOWN_AFTER_SECS" => self.cluster.down_after_secs = parse(name, value)?,
                 _ => {}
             }
         }
@@ -192,6 +216,15 @@ impl Config {
         }
         if self.cluster.max_batch_ops == 0 {
             problems.push("cluster.max_batch_ops must be positive".to_string());
+        }
+        if self.cluster.join.is_some() && self.cluster.secret.is_empty() {
+            problems.push(
+                "cluster.join needs cluster.secret (HERALD_CLUSTER_SECRET, --cluster-secret)"
+                    .to_string(),
+            );
+        }
+        if self.cluster.placement_interval_ms == 0 {
+            problems.push("cluster.placement_interval_ms must be positive".to_string());
         }
         if self.limits.items_per_batch == 0 {
             problems.push("limits.items_per_batch must be positive".to_string());

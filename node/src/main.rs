@@ -47,6 +47,18 @@ struct ServeArgs {
     /// Prometheus metrics address [default: 127.0.0.1:9464].
     #[arg(long)]
     metrics_listen: Option<SocketAddr>,
+    /// Join the cluster of this member (its client address) on first start.
+    #[arg(long)]
+    join: Option<String>,
+    /// A separate address for the peer service [default: the client port].
+    #[arg(long)]
+    peer_listen: Option<SocketAddr>,
+    /// The peer address other nodes dial [default: the peer or client listen address].
+    #[arg(long)]
+    advertise_peer: Option<String>,
+    /// Secret shared by every node of the cluster (or HERALD_CLUSTER_SECRET).
+    #[arg(long)]
+    cluster_secret: Option<String>,
 }
 
 impl ServeArgs {
@@ -66,6 +78,18 @@ impl ServeArgs {
         }
         if let Some(listen) = self.metrics_listen {
             config.server.metrics_listen = listen;
+        }
+        if let Some(join) = &self.join {
+            config.cluster.join = Some(join.clone());
+        }
+        if let Some(listen) = self.peer_listen {
+            config.server.peer_listen = Some(listen);
+        }
+        if let Some(addr) = &self.advertise_peer {
+            config.server.advertise_peer = Some(addr.clone());
+        }
+        if let Some(secret) = &self.cluster_secret {
+            config.cluster.secret = secret.clone();
         }
         config.validate()?;
         Ok(config)

@@ -25,6 +25,18 @@ pub const RAFT_COMMIT_INDEX: &str = "herald_raft_commit_index";
 pub const RAFT_APPLIED_INDEX: &str = "herald_raft_applied_index";
 /// Log appends made durable by one fsync.
 pub const FSYNC_BATCH_SIZE: &str = "herald_fsync_batch_size";
+/// Failed peer RPCs by `kind`.
+pub const PEER_ERRORS: &str = "herald_peer_rpc_errors_total";
+/// Operations forwarded to the leader of their group on another node, by `kind`.
+pub const FORWARDED: &str = "herald_forwarded_requests_total";
+/// Shard replicas this node holds.
+pub const REPLICAS: &str = "herald_replicas";
+/// Shards this node leads.
+pub const LEADERS: &str = "herald_leaders";
+/// Shards whose replicas are moving toward their placement target (meta leader only).
+pub const PLACEMENT_MOVES: &str = "herald_placement_moves_in_progress";
+/// Raft server state by `group`: 0 learner, 1 follower, 2 candidate, 3 leader.
+pub const RAFT_STATE: &str = "herald_raft_state";
 /// Operations gathered into one Raft entry.
 pub const PROPOSAL_BATCH_SIZE: &str = "herald_proposal_batch_size";
 

@@ -1,7 +1,5 @@
 //! `herald.v1.Endpoints`.
 
-use std::sync::Arc;
-
 use herald_proto::v1 as pb;
 use herald_proto::v1::endpoints_server::Endpoints;
 use tonic::{Request, Response, Status};
@@ -10,19 +8,18 @@ use super::convert::{endpoint_input, endpoint_to_proto};
 use super::status::{
     invalid_argument, item_accepted, item_failed, item_rejected, to_status, under,
 };
-use super::{check_batch_len, check_ids, observed};
-use crate::cluster::Cluster;
+use super::{ClusterHandle, check_batch_len, check_ids, observed};
 use crate::domain::FieldViolation;
 use crate::domain::endpoint::validate_id;
 
 /// The Endpoints service over a cluster.
 pub struct EndpointsApi {
-    cluster: Arc<Cluster>,
+    cluster: ClusterHandle,
 }
 
 impl EndpointsApi {
     /// The service.
-    pub fn new(cluster: Arc<Cluster>) -> Self {
+    pub fn new(cluster: ClusterHandle) -> Self {
         Self { cluster }
     }
 }
@@ -35,7 +32,7 @@ impl Endpoints for EndpointsApi {
     ) -> Result<Response<pb::UpdateEndpointResponse>, Status> {
         observed("UpdateEndpoint", async {
             let request = request.into_inner();
-            let limits = self.cluster.limits();
+            let limits = self.cluster.get()?.limits();
             let mut violations = Vec::new();
             validate_id("project_id", &request.project_id, limits, &mut violations);
             validate_id("endpoint_id", &request.endpoint_id, limits, &mut violations);
@@ -51,6 +48,7 @@ impl Endpoints for EndpointsApi {
             let request_id = input.request_id.clone();
             let mut outcomes = self
                 .cluster
+                .get()?
                 .upsert_endpoints(&request.project_id, vec![(request.endpoint_id, input)])
                 .await
                 .map_err(to_status)?;
@@ -73,7 +71,7 @@ impl Endpoints for EndpointsApi {
     ) -> Result<Response<pb::UpdateEndpointsBatchResponse>, Status> {
         observed("UpdateEndpointsBatch", async {
             let request = request.into_inner();
-            let limits = self.cluster.limits();
+            let limits = self.cluster.get()?.limits();
             check_ids(&[("project_id", &request.project_id)], limits)?;
             check_batch_len("items", request.items.len(), limits)?;
             // Each item gets its own result; only the valid ones are written.
@@ -112,12 +110,14 @@ impl Endpoints for EndpointsApi {
             }
             let outcomes = if valid.is_empty() {
                 self.cluster
+                    .get()?
                     .get_project(&request.project_id)
                     .await
                     .map_err(to_status)?;
                 Vec::new()
             } else {
                 self.cluster
+                    .get()?
                     .upsert_endpoints(&request.project_id, valid)
                     .await
                     .map_err(to_status)?
@@ -153,10 +153,11 @@ impl Endpoints for EndpointsApi {
                     ("project_id", &request.project_id),
                     ("endpoint_id", &request.endpoint_id),
                 ],
-                self.cluster.limits(),
+                self.cluster.get()?.limits(),
             )?;
             let endpoint = self
                 .cluster
+                .get()?
                 .get_endpoint(&request.project_id, &request.endpoint_id)
                 .await
                 .map_err(to_status)?;
@@ -176,10 +177,11 @@ impl Endpoints for EndpointsApi {
                     ("project_id", &request.project_id),
                     ("endpoint_id", &request.endpoint_id),
                 ],
-                self.cluster.limits(),
+                self.cluster.get()?.limits(),
             )?;
             let endpoint = self
                 .cluster
+                .get()?
                 .delete_endpoint(&request.project_id, &request.endpoint_id)
                 .await
                 .map_err(to_status)?;
@@ -199,10 +201,11 @@ impl Endpoints for EndpointsApi {
                     ("project_id", &request.project_id),
                     ("user_id", &request.user_id),
                 ],
-                self.cluster.limits(),
+                self.cluster.get()?.limits(),
             )?;
             let endpoints = self
                 .cluster
+                .get()?
                 .user_endpoints(&request.project_id, &request.user_id)
                 .await
                 .map_err(to_status)?;
@@ -224,10 +227,11 @@ impl Endpoints for EndpointsApi {
                     ("project_id", &request.project_id),
                     ("user_id", &request.user_id),
                 ],
-                self.cluster.limits(),
+                self.cluster.get()?.limits(),
             )?;
             let endpoints = self
                 .cluster
+                .get()?
                 .delete_user_endpoints(&request.project_id, &request.user_id)
                 .await
                 .map_err(to_status)?;

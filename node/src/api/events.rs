@@ -1,7 +1,6 @@
 //! `herald.v1.Events`.
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::Arc;
 
 use herald_proto::v1 as pb;
 use herald_proto::v1::events_server::Events;
@@ -9,19 +8,19 @@ use tonic::{Request, Response, Status};
 
 use super::convert::{endpoint_input, event_from_proto};
 use super::status::{invalid_argument, item_accepted, item_failed, item_rejected, to_status};
-use super::{check_batch_len, check_ids, observed};
-use crate::cluster::{Cluster, EndpointEvents};
+use super::{ClusterHandle, check_batch_len, check_ids, observed};
+use crate::cluster::EndpointEvents;
 use crate::domain::FieldViolation;
 use crate::domain::endpoint::validate_id;
 
 /// The Events service over a cluster.
 pub struct EventsApi {
-    cluster: Arc<Cluster>,
+    cluster: ClusterHandle,
 }
 
 impl EventsApi {
     /// The service.
-    pub fn new(cluster: Arc<Cluster>) -> Self {
+    pub fn new(cluster: ClusterHandle) -> Self {
         Self { cluster }
     }
 }
@@ -34,7 +33,7 @@ impl Events for EventsApi {
     ) -> Result<Response<pb::PutEventsResponse>, Status> {
         observed("PutEvents", async {
             let request = request.into_inner();
-            let limits = self.cluster.limits();
+            let limits = self.cluster.get()?.limits();
             check_ids(&[("project_id", &request.project_id)], limits)?;
             check_batch_len("batch_item", request.batch_item.len(), limits)?;
             let total_events: usize = request.batch_item.values().map(|b| b.events.len()).sum();
@@ -113,6 +112,7 @@ impl Events for EventsApi {
                 .collect();
             let refused = self
                 .cluster
+                .get()?
                 .refused_event_types(&request.project_id, &types)
                 .await
                 .map_err(to_status)?;
@@ -145,6 +145,7 @@ impl Events for EventsApi {
 
             let outcomes = self
                 .cluster
+                .get()?
                 .put_events(&request.project_id, batches)
                 .await
                 .map_err(to_status)?;

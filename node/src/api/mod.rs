@@ -4,11 +4,14 @@
 //! # Layout
 //! - [`convert`]: proto ⇄ domain, validating inputs with field paths.
 //! - [`status`]: errors → `tonic::Status` and batch item results.
-//! - [`projects`], [`endpoints`], [`events`]: one adapter per service.
+//! - [`projects`], [`endpoints`], [`events`], [`cluster`]: one adapter per public service.
+//! - [`peer`]: the internal peer service (Raft messages, forwarding, joins).
 
+pub mod cluster;
 pub mod convert;
 pub mod endpoints;
 pub mod events;
+pub mod peer;
 pub mod projects;
 pub mod status;
 
@@ -20,6 +23,27 @@ use tonic::{Response, Status};
 use crate::domain::FieldViolation;
 use crate::domain::endpoint::validate_id;
 use crate::domain::limits::Limits;
+
+/// The node's cluster, set once it has started: services are served before that (a joining
+/// node must receive Raft messages to finish starting) and answer UNAVAILABLE meanwhile.
+#[derive(Clone, Default)]
+pub struct ClusterHandle(
+    std::sync::Arc<std::sync::OnceLock<std::sync::Arc<crate::cluster::Cluster>>>,
+);
+
+impl ClusterHandle {
+    /// Sets the cluster once it has started.
+    pub fn set(&self, cluster: std::sync::Arc<crate::cluster::Cluster>) {
+        let _ = self.0.set(cluster);
+    }
+
+    /// The cluster, or UNAVAILABLE while the node starts.
+    pub fn get(&self) -> Result<&std::sync::Arc<crate::cluster::Cluster>, Status> {
+        self.0
+            .get()
+            .ok_or_else(|| Status::unavailable("the node is starting"))
+    }
+}
 
 /// Runs an RPC body and records its count and latency by rpc and status code.
 pub async fn observed<T>(

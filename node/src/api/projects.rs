@@ -1,15 +1,12 @@
 //! `herald.v1.Projects`.
 
-use std::sync::Arc;
-
 use herald_proto::v1 as pb;
 use herald_proto::v1::projects_server::Projects;
 use tonic::{Request, Response, Status};
 
 use super::convert::{project_to_proto, settings_from_proto};
 use super::status::{invalid_argument, to_status};
-use super::{check_ids, observed};
-use crate::cluster::Cluster;
+use super::{ClusterHandle, check_ids, observed};
 use crate::domain::project;
 
 /// Largest page of ListProjects.
@@ -17,12 +14,12 @@ const MAX_PAGE: usize = 1_000;
 
 /// The Projects service over a cluster.
 pub struct ProjectsApi {
-    cluster: Arc<Cluster>,
+    cluster: ClusterHandle,
 }
 
 impl ProjectsApi {
     /// The service.
-    pub fn new(cluster: Arc<Cluster>) -> Self {
+    pub fn new(cluster: ClusterHandle) -> Self {
         Self { cluster }
     }
 }
@@ -41,6 +38,7 @@ impl Projects for ProjectsApi {
             }
             let project = self
                 .cluster
+                .get()?
                 .create_project(request.name, request.tags.into_iter().collect())
                 .await
                 .map_err(to_status)?;
@@ -57,10 +55,11 @@ impl Projects for ProjectsApi {
             let request = request.into_inner();
             check_ids(
                 &[("project_id", &request.project_id)],
-                self.cluster.limits(),
+                self.cluster.get()?.limits(),
             )?;
             let project = self
                 .cluster
+                .get()?
                 .get_project(&request.project_id)
                 .await
                 .map_err(to_status)?;
@@ -81,6 +80,7 @@ impl Projects for ProjectsApi {
             };
             let projects = self
                 .cluster
+                .get()?
                 .list_projects(&request.page_token, page_size)
                 .await
                 .map_err(to_status)?;
@@ -108,7 +108,7 @@ impl Projects for ProjectsApi {
             let request = request.into_inner();
             check_ids(
                 &[("project_id", &request.project_id)],
-                self.cluster.limits(),
+                self.cluster.get()?.limits(),
             )?;
             let Some(settings) = request.settings else {
                 return Err(invalid_argument(&[crate::domain::FieldViolation::new(
@@ -123,6 +123,7 @@ impl Projects for ProjectsApi {
             }
             let project = self
                 .cluster
+                .get()?
                 .update_project_settings(&request.project_id, settings)
                 .await
                 .map_err(to_status)?;
@@ -139,10 +140,11 @@ impl Projects for ProjectsApi {
             let request = request.into_inner();
             check_ids(
                 &[("project_id", &request.project_id)],
-                self.cluster.limits(),
+                self.cluster.get()?.limits(),
             )?;
             let project = self
                 .cluster
+                .get()?
                 .delete_project(&request.project_id)
                 .await
                 .map_err(to_status)?;

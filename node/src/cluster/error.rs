@@ -3,7 +3,7 @@
 use crate::domain::FieldViolation;
 
 /// A failed operation.
-#[derive(Debug, Clone, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error, serde::Serialize, serde::Deserialize)]
 pub enum ClusterError {
     /// The input is malformed; every bad field is named.
     #[error("invalid input: {}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]

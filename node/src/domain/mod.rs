@@ -7,11 +7,13 @@
 //! - [`limits`]: the configurable limits table of SPEC.
 //! - [`violation`]: a bad field, named by path, with the reason.
 //! - [`hashing`]: the stable hash behind shard placement and cohorts.
+//! - [`placement`]: nodes, shard placements and the placement plan.
 
 pub mod endpoint;
 pub mod event;
 pub mod hashing;
 pub mod limits;
+pub mod placement;
 pub mod project;
 pub mod violation;
 

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::domain::FieldViolation;
 use crate::domain::endpoint::{Endpoint, EndpointInput};
 use crate::domain::event::Event;
+use crate::domain::placement::{NodeId, NodeRecord, NodeState, ShardPlacement};
 use crate::domain::project::{Project, ProjectSettings};
 
 /// A command in a Raft entry.
@@ -38,6 +39,8 @@ pub enum MetaCommand {
         /// The project.
         project_id: String,
     },
+    /// Membership and placement.
+    Cluster(ClusterCommand),
     /// Registers event types of a project up to `limit` distinct types; answers which of
     /// `event_types` are now registered.
     RegisterEventTypes {
@@ -47,6 +50,48 @@ pub enum MetaCommand {
         event_types: Vec<String>,
         /// Most distinct types the project may have.
         limit: usize,
+    },
+}
+
+/// Membership and placement commands of the meta group.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum ClusterCommand {
+    /// Records the first node and one placement per shard on it; no-op once done.
+    Bootstrap {
+        /// The first node.
+        node: NodeRecord,
+        /// Shard count of the cluster.
+        shards: u32,
+    },
+    /// Gives a joining node the next id (or its existing id when it retries with the same
+    /// peer address).
+    AddNode {
+        /// Where clients reach it.
+        client_addr: String,
+        /// Where peers reach it.
+        peer_addr: String,
+    },
+    /// Changes a node's lifecycle state.
+    SetNodeState {
+        /// The node.
+        node_id: NodeId,
+        /// The new state.
+        state: NodeState,
+    },
+    /// Replaces targets and preferred leaders of shards (their reported state is kept).
+    SetTargets(Vec<ShardPlacement>),
+    /// A shard leader reports the shard's voters, leader, term and lag.
+    ReportShard {
+        /// The shard.
+        shard: u32,
+        /// Its voters.
+        voters: std::collections::BTreeSet<NodeId>,
+        /// Its leader.
+        leader: NodeId,
+        /// Its term.
+        term: u64,
+        /// Largest follower lag.
+        max_lag: u64,
     },
 }
 
@@ -147,6 +192,10 @@ pub enum MetaResponse {
     ProjectNotFound,
     /// A project with that id exists.
     ProjectExists,
+    /// The id of a node.
+    NodeId(NodeId),
+    /// Done.
+    Done,
     /// Which requested event types are registered; the rest exceed the limit.
     EventTypes {
         /// Registered (now or before).

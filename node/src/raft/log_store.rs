@@ -24,19 +24,34 @@ type Entry = <TypeConfig as openraft::RaftTypeConfig>::Entry;
 /// Completions waiting for the next journal sync.
 #[derive(Clone)]
 pub struct FlushQueue {
-    sender: mpsc::Sender<IOFlushed<TypeConfig>>,
+    sender: mpsc::Sender<Flush>,
+    thread: std::sync::Arc<std::sync::Mutex<Option<std::thread::JoinHandle<()>>>>,
+}
+
+enum Flush {
+    /// Complete this append once the journal is synced.
+    Append(IOFlushed<TypeConfig>),
+    /// Sync what is queued and end the thread.
+    Stop,
 }
 
 impl FlushQueue {
     /// Starts the sync thread for `store`.
     pub fn start(store: Store) -> Self {
-        let (sender, receiver) = mpsc::channel::<IOFlushed<TypeConfig>>();
-        std::thread::Builder::new()
+        let (sender, receiver) = mpsc::channel::<Flush>();
+        let thread = std::thread::Builder::new()
             .name("herald-fsync".into())
             .spawn(move || {
-                while let Ok(first) = receiver.recv() {
-                    let mut waiting = vec![first];
-                    waiting.extend(receiver.try_iter());
+                let mut stop = false;
+                while !stop {
+                    let Ok(first) = receiver.recv() else { break };
+                    let mut waiting = Vec::new();
+                    for message in std::iter::once(first).chain(receiver.try_iter()) {
+                        match message {
+                            Flush::Append(callback) => waiting.push(callback),
+                            Flush::Stop => stop = true,
+                        }
+                    }
                     let result = store.sync();
                     metrics::histogram!(crate::metrics::FSYNC_BATCH_SIZE)
                         .record(waiting.len() as f64);
@@ -50,13 +65,24 @@ impl FlushQueue {
                 }
             })
             .expect("spawning the fsync thread");
-        Self { sender }
+        Self {
+            sender,
+            thread: std::sync::Arc::new(std::sync::Mutex::new(Some(thread))),
+        }
     }
 
     fn submit(&self, callback: IOFlushed<TypeConfig>) -> io::Result<()> {
         self.sender
-            .send(callback)
+            .send(Flush::Append(callback))
             .map_err(|_| io::Error::other("fsync thread stopped"))
+    }
+
+    /// Syncs what is queued and stops the thread, releasing its handle on the database.
+    pub fn stop(&self) {
+        let _ = self.sender.send(Flush::Stop);
+        if let Some(thread) = self.thread.lock().expect("lock").take() {
+            let _ = thread.join();
+        }
     }
 }
 

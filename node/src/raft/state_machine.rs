@@ -23,13 +23,15 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use super::command::{
-    Command, CommandResponse, MetaCommand, MetaResponse, PendingIndex, ShardOp, ShardOpResult,
+    ClusterCommand, Command, CommandResponse, MetaCommand, MetaResponse, PendingIndex, ShardOp,
+    ShardOpResult,
 };
 use super::{GroupId, META_GROUP, TypeConfig};
 use crate::domain::FieldViolation;
 use crate::domain::endpoint::{Endpoint, validate_address};
 use crate::domain::hashing::cohort_of;
 use crate::domain::limits::Limits;
+use crate::domain::placement::{NodeId, NodeRecord, NodeState, ShardPlacement};
 use crate::domain::project::Project;
 use crate::storage::keys::{self, state, tag};
 use crate::storage::{Store, codec};
@@ -267,6 +269,7 @@ fn apply_meta(
             writer.delete_prefix(&keys::data_key(group, tag::EVENT_TYPE, &[project_id]))?;
             MetaResponse::Project(project)
         }
+        MetaCommand::Cluster(command) => apply_cluster(group, writer, command)?,
         MetaCommand::RegisterEventTypes {
             project_id,
             event_types,
@@ -292,6 +295,140 @@ fn apply_meta(
                 }
             }
             MetaResponse::EventTypes { accepted }
+        }
+    })
+}
+
+/// The cluster record: the next node id to give out.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ClusterRecord {
+    /// Ids are never reused, so this only grows.
+    pub next_node_id: NodeId,
+    /// Shards of the cluster.
+    pub shards: u32,
+}
+
+/// Key of a node record.
+pub fn node_key(node_id: NodeId) -> Vec<u8> {
+    keys::data_key(META_GROUP, tag::NODE, &[&format!("{node_id:020}")])
+}
+
+/// Key of a shard's placement.
+pub fn placement_key(shard: u32) -> Vec<u8> {
+    keys::data_key(META_GROUP, tag::PLACEMENT, &[&format!("{shard:010}")])
+}
+
+/// Key of the cluster record.
+pub fn cluster_key() -> Vec<u8> {
+    keys::data_key(META_GROUP, tag::CLUSTER, &[])
+}
+
+fn apply_cluster(
+    group: GroupId,
+    writer: &mut Writer<'_>,
+    command: &ClusterCommand,
+) -> io::Result<MetaResponse> {
+    debug_assert_eq!(group, META_GROUP);
+    Ok(match command {
+        ClusterCommand::Bootstrap { node, shards } => {
+            if writer.get::<ClusterRecord>(&cluster_key())?.is_some() {
+                return Ok(MetaResponse::Done);
+            }
+            writer.put(
+                cluster_key(),
+                &ClusterRecord {
+                    next_node_id: node.node_id + 1,
+                    shards: *shards,
+                },
+                Space::Data,
+            );
+            writer.put(node_key(node.node_id), node, Space::Data);
+            for shard in 0..*shards {
+                let members: std::collections::BTreeSet<NodeId> = [node.node_id].into();
+                let placement = ShardPlacement {
+                    shard,
+                    target: members.clone(),
+                    preferred_leader: Some(node.node_id),
+                    voters: members,
+                    leader: Some(node.node_id),
+                    term: 0,
+                    max_lag: 0,
+                };
+                writer.put(placement_key(shard), &placement, Space::Data);
+            }
+            MetaResponse::Done
+        }
+        ClusterCommand::AddNode {
+            client_addr,
+            peer_addr,
+        } => {
+            let mut cluster: ClusterRecord = writer.get(&cluster_key())?.unwrap_or_default();
+            for guard in writer
+                .store
+                .data
+                .prefix(keys::data_key(META_GROUP, tag::NODE, &[]))
+            {
+                let value = guard.value().map_err(io::Error::other)?;
+                let existing: NodeRecord = codec::decode(&value).map_err(io::Error::other)?;
+                if existing.peer_addr == *peer_addr && existing.state != NodeState::Removed {
+                    return Ok(MetaResponse::NodeId(existing.node_id));
+                }
+            }
+            let node_id = cluster.next_node_id.max(2);
+            cluster.next_node_id = node_id + 1;
+            writer.put(cluster_key(), &cluster, Space::Data);
+            let record = NodeRecord {
+                node_id,
+                client_addr: client_addr.clone(),
+                peer_addr: peer_addr.clone(),
+                state: NodeState::Active,
+            };
+            writer.put(node_key(node_id), &record, Space::Data);
+            MetaResponse::NodeId(node_id)
+        }
+        ClusterCommand::SetNodeState { node_id, state } => {
+            let Some(mut record) = writer.get::<NodeRecord>(&node_key(*node_id))? else {
+                return Ok(MetaResponse::ProjectNotFound);
+            };
+            if record.state != NodeState::Removed {
+                record.state = *state;
+                writer.put(node_key(*node_id), &record, Space::Data);
+            }
+            MetaResponse::Done
+        }
+        ClusterCommand::SetTargets(placements) => {
+            for placement in placements {
+                let key = placement_key(placement.shard);
+                let mut stored: ShardPlacement =
+                    writer.get(&key)?.unwrap_or_else(|| ShardPlacement {
+                        shard: placement.shard,
+                        ..Default::default()
+                    });
+                stored.target = placement.target.clone();
+                stored.preferred_leader = placement.preferred_leader;
+                writer.put(key, &stored, Space::Data);
+            }
+            MetaResponse::Done
+        }
+        ClusterCommand::ReportShard {
+            shard,
+            voters,
+            leader,
+            term,
+            max_lag,
+        } => {
+            let key = placement_key(*shard);
+            let mut stored: ShardPlacement = writer.get(&key)?.unwrap_or_else(|| ShardPlacement {
+                shard: *shard,
+                target: voters.clone(),
+                ..Default::default()
+            });
+            stored.voters = voters.clone();
+            stored.leader = Some(*leader);
+            stored.term = *term;
+            stored.max_lag = *max_lag;
+            writer.put(key, &stored, Space::Data);
+            MetaResponse::Done
         }
     })
 }

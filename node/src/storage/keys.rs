@@ -11,6 +11,12 @@ pub mod tag {
     pub const PROJECT: u8 = b'P';
     /// Meta: event type registered for a project, `T | project | type`.
     pub const EVENT_TYPE: u8 = b'T';
+    /// Meta: a node of the cluster, `N | node id (20 digits)`.
+    pub const NODE: u8 = b'N';
+    /// Meta: placement of a shard, `S | shard (10 digits)`.
+    pub const PLACEMENT: u8 = b'S';
+    /// Meta: the cluster record (next node id), `C`.
+    pub const CLUSTER: u8 = b'C';
     /// Shard: endpoint record, `E | project | endpoint`.
     pub const ENDPOINT: u8 = b'E';
     /// Shard: user index entry, `U | project | user | endpoint`.
