@@ -1,0 +1,153 @@
+//! A real cluster in one process: three nodes on loopback join each other, shards replicate
+//! to every node, any node serves any request (forwarding to leaders), and removing a node
+//! moves its replicas away without losing data.
+
+use std::collections::{BTreeSet, HashMap};
+use std::time::{Duration, Instant};
+
+use herald_node::config::Config;
+use herald_node::server::RunningNode;
+use herald_proto::v1 as pb;
+use herald_proto::v1::cluster_client::ClusterClient;
+use herald_proto::v1::endpoints_client::EndpointsClient;
+use herald_proto::v1::projects_client::ProjectsClient;
+use tonic::transport::Channel;
+
+const SHARDS: u32 = 4;
+
+fn config(dir: &std::path::Path, join: Option<String>) -> Config {
+    let mut config = Config::ephemeral(dir);
+    config.cluster.shards = SHARDS;
+    config.cluster.secret = "test-secret".into();
+    config.cluster.join = join;
+    config.cluster.heartbeat_ms = 50;
+    config.cluster.election_timeout_ms = 300;
+    config.cluster.placement_interval_ms = 100;
+    config
+}
+
+async fn channel(node: &RunningNode) -> Channel {
+    Channel::from_shared(format!("http://{}", node.client_addr)).unwrap().connect().await.unwrap()
+}
+
+/// Polls the cluster status through `node` until `done` holds, or fails after `limit`.
+async fn wait_status(node: &RunningNode, limit: Duration, what: &str, done: impl Fn(&pb::ClusterStatus) -> bool) -> pb::ClusterStatus {
+    let mut client = ClusterClient::new(channel(node).await);
+    let deadline = Instant::now() + limit;
+    let mut last = None;
+    while Instant::now() < deadline {
+        if let Ok(status) = client.get_cluster_status(pb::GetClusterStatusRequest {}).await {
+            let status = status.into_inner();
+            if done(&status) {
+                return status;
+            }
+            last = Some(status);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("timed out waiting until {what}; last status: {last:#?}");
+}
+
+fn fully_replicated(status: &pb::ClusterStatus, nodes: &BTreeSet<u64>) -> bool {
+    status.shards.len() == SHARDS as usize
+        && status.shards.iter().all(|shard| {
+            let voters: BTreeSet<u64> = shard.voters.iter().copied().collect();
+            &voters == nodes && !shard.moving
+        })
+}
+
+fn endpoint(address: &str, user: &str) -> pb::EndpointRequest {
+    pb::EndpointRequest {
+        address: address.into(),
+        channel_type: pb::ChannelType::Email as i32,
+        user: Some(pb::EndpointUser {
+            user_id: user.into(),
+            user_attributes: HashMap::new(),
+        }),
+        ..Default::default()
+    }
+}
+
+/// Three nodes form a cluster by joining; a write through any node is readable through every
+/// other; `cluster remove` drains a node and none of the data it held is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_nodes_join_serve_from_any_node_and_remove_one() {
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let first = RunningNode::start(config(dirs[0].path(), None)).await.unwrap();
+    let seed = first.client_addr.to_string();
+    let second = RunningNode::start(config(dirs[1].path(), Some(seed.clone()))).await.unwrap();
+    let third = RunningNode::start(config(dirs[2].path(), Some(seed))).await.unwrap();
+    let ids: BTreeSet<u64> = [first.node_id, second.node_id, third.node_id].into();
+    assert_eq!(ids.len(), 3, "node ids are distinct");
+
+    let status = wait_status(&first, Duration::from_secs(60), "every shard has 3 replicas", |s| {
+        fully_replicated(s, &ids) && s.meta_voters.len() == 3
+    })
+    .await;
+    assert_eq!(status.nodes.len(), 3);
+    for node in &status.nodes {
+        assert_eq!(node.replicas.len(), SHARDS as usize, "{node:?}");
+    }
+
+    // Write through one node, read through the others.
+    let project = ProjectsClient::new(channel(&second).await)
+        .create_project(pb::CreateProjectRequest { name: "clustered".into(), tags: HashMap::new() })
+        .await
+        .unwrap()
+        .into_inner()
+        .project_id;
+    let mut through_third = EndpointsClient::new(channel(&third).await);
+    for i in 0..20 {
+        through_third
+            .update_endpoint(pb::UpdateEndpointRequest {
+                project_id: project.clone(),
+                endpoint_id: format!("e{i}"),
+                endpoint: Some(endpoint(&format!("u{i}@example.com"), &format!("user{}", i % 4))),
+            })
+            .await
+            .unwrap();
+    }
+    for node in [&first, &second, &third] {
+        let mut client = EndpointsClient::new(channel(node).await);
+        for i in 0..20 {
+            let read = client
+                .get_endpoint(pb::GetEndpointRequest { project_id: project.clone(), endpoint_id: format!("e{i}") })
+                .await
+                .unwrap()
+                .into_inner();
+            assert_eq!(read.address, format!("u{i}@example.com"));
+        }
+        let user = client
+            .get_user_endpoints(pb::GetUserEndpointsRequest { project_id: project.clone(), user_id: "user1".into() })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(user.items.len(), 5);
+    }
+
+    // Remove the third node: its replicas move away, then it is removed.
+    let removed = third.node_id;
+    ClusterClient::new(channel(&first).await)
+        .remove_node(pb::RemoveNodeRequest { node_id: removed })
+        .await
+        .unwrap();
+    let remaining: BTreeSet<u64> = ids.iter().copied().filter(|id| *id != removed).collect();
+    wait_status(&first, Duration::from_secs(60), "the node is drained and removed", |s| {
+        fully_replicated(s, &remaining)
+            && s.nodes.iter().any(|n| n.node_id == removed && n.state == "REMOVED")
+            && !s.meta_voters.contains(&removed)
+    })
+    .await;
+    third.shutdown().await.unwrap();
+    for node in [&first, &second] {
+        let mut client = EndpointsClient::new(channel(node).await);
+        for i in 0..20 {
+            client
+                .get_endpoint(pb::GetEndpointRequest { project_id: project.clone(), endpoint_id: format!("e{i}") })
+                .await
+                .unwrap_or_else(|status| panic!("e{i} lost after removing a node: {status}"));
+        }
+    }
+    second.shutdown().await.unwrap();
+    first.shutdown().await.unwrap();
+}
