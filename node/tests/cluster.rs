@@ -27,16 +27,28 @@ fn config(dir: &std::path::Path, join: Option<String>) -> Config {
 }
 
 async fn channel(node: &RunningNode) -> Channel {
-    Channel::from_shared(format!("http://{}", node.client_addr)).unwrap().connect().await.unwrap()
+    Channel::from_shared(format!("http://{}", node.client_addr))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap()
 }
 
 /// Polls the cluster status through `node` until `done` holds, or fails after `limit`.
-async fn wait_status(node: &RunningNode, limit: Duration, what: &str, done: impl Fn(&pb::ClusterStatus) -> bool) -> pb::ClusterStatus {
+async fn wait_status(
+    node: &RunningNode,
+    limit: Duration,
+    what: &str,
+    done: impl Fn(&pb::ClusterStatus) -> bool,
+) -> pb::ClusterStatus {
     let mut client = ClusterClient::new(channel(node).await);
     let deadline = Instant::now() + limit;
     let mut last = None;
     while Instant::now() < deadline {
-        if let Ok(status) = client.get_cluster_status(pb::GetClusterStatusRequest {}).await {
+        if let Ok(status) = client
+            .get_cluster_status(pb::GetClusterStatusRequest {})
+            .await
+        {
             let status = status.into_inner();
             if done(&status) {
                 return status;
@@ -73,16 +85,25 @@ fn endpoint(address: &str, user: &str) -> pb::EndpointRequest {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn three_nodes_join_serve_from_any_node_and_remove_one() {
     let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
-    let first = RunningNode::start(config(dirs[0].path(), None)).await.unwrap();
+    let first = RunningNode::start(config(dirs[0].path(), None))
+        .await
+        .unwrap();
     let seed = first.client_addr.to_string();
-    let second = RunningNode::start(config(dirs[1].path(), Some(seed.clone()))).await.unwrap();
-    let third = RunningNode::start(config(dirs[2].path(), Some(seed))).await.unwrap();
+    let second = RunningNode::start(config(dirs[1].path(), Some(seed.clone())))
+        .await
+        .unwrap();
+    let third = RunningNode::start(config(dirs[2].path(), Some(seed)))
+        .await
+        .unwrap();
     let ids: BTreeSet<u64> = [first.node_id, second.node_id, third.node_id].into();
     assert_eq!(ids.len(), 3, "node ids are distinct");
 
-    let status = wait_status(&first, Duration::from_secs(60), "every shard has 3 replicas", |s| {
-        fully_replicated(s, &ids) && s.meta_voters.len() == 3
-    })
+    let status = wait_status(
+        &first,
+        Duration::from_secs(60),
+        "every shard has 3 replicas",
+        |s| fully_replicated(s, &ids) && s.meta_voters.len() == 3,
+    )
     .await;
     assert_eq!(status.nodes.len(), 3);
     for node in &status.nodes {
@@ -91,7 +112,10 @@ async fn three_nodes_join_serve_from_any_node_and_remove_one() {
 
     // Write through one node, read through the others.
     let project = ProjectsClient::new(channel(&second).await)
-        .create_project(pb::CreateProjectRequest { name: "clustered".into(), tags: HashMap::new() })
+        .create_project(pb::CreateProjectRequest {
+            name: "clustered".into(),
+            tags: HashMap::new(),
+        })
         .await
         .unwrap()
         .into_inner()
@@ -102,7 +126,10 @@ async fn three_nodes_join_serve_from_any_node_and_remove_one() {
             .update_endpoint(pb::UpdateEndpointRequest {
                 project_id: project.clone(),
                 endpoint_id: format!("e{i}"),
-                endpoint: Some(endpoint(&format!("u{i}@example.com"), &format!("user{}", i % 4))),
+                endpoint: Some(endpoint(
+                    &format!("u{i}@example.com"),
+                    &format!("user{}", i % 4),
+                )),
             })
             .await
             .unwrap();
@@ -111,14 +138,20 @@ async fn three_nodes_join_serve_from_any_node_and_remove_one() {
         let mut client = EndpointsClient::new(channel(node).await);
         for i in 0..20 {
             let read = client
-                .get_endpoint(pb::GetEndpointRequest { project_id: project.clone(), endpoint_id: format!("e{i}") })
+                .get_endpoint(pb::GetEndpointRequest {
+                    project_id: project.clone(),
+                    endpoint_id: format!("e{i}"),
+                })
                 .await
                 .unwrap()
                 .into_inner();
             assert_eq!(read.address, format!("u{i}@example.com"));
         }
         let user = client
-            .get_user_endpoints(pb::GetUserEndpointsRequest { project_id: project.clone(), user_id: "user1".into() })
+            .get_user_endpoints(pb::GetUserEndpointsRequest {
+                project_id: project.clone(),
+                user_id: "user1".into(),
+            })
             .await
             .unwrap()
             .into_inner();
@@ -132,18 +165,28 @@ async fn three_nodes_join_serve_from_any_node_and_remove_one() {
         .await
         .unwrap();
     let remaining: BTreeSet<u64> = ids.iter().copied().filter(|id| *id != removed).collect();
-    wait_status(&first, Duration::from_secs(60), "the node is drained and removed", |s| {
-        fully_replicated(s, &remaining)
-            && s.nodes.iter().any(|n| n.node_id == removed && n.state == "REMOVED")
-            && !s.meta_voters.contains(&removed)
-    })
+    wait_status(
+        &first,
+        Duration::from_secs(60),
+        "the node is drained and removed",
+        |s| {
+            fully_replicated(s, &remaining)
+                && s.nodes
+                    .iter()
+                    .any(|n| n.node_id == removed && n.state == "REMOVED")
+                && !s.meta_voters.contains(&removed)
+        },
+    )
     .await;
     third.shutdown().await.unwrap();
     for node in [&first, &second] {
         let mut client = EndpointsClient::new(channel(node).await);
         for i in 0..20 {
             client
-                .get_endpoint(pb::GetEndpointRequest { project_id: project.clone(), endpoint_id: format!("e{i}") })
+                .get_endpoint(pb::GetEndpointRequest {
+                    project_id: project.clone(),
+                    endpoint_id: format!("e{i}"),
+                })
                 .await
                 .unwrap_or_else(|status| panic!("e{i} lost after removing a node: {status}"));
         }

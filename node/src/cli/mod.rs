@@ -11,6 +11,7 @@
 //! - [`output`]: tables, JSON forms of responses, server errors.
 
 mod bulk;
+mod cluster;
 mod endpoint;
 mod events;
 mod import;
@@ -41,6 +42,31 @@ pub enum ClientCommand {
     Endpoint(EndpointArgs),
     /// Send events.
     Events(EventsArgs),
+    /// Show the cluster's nodes, replicas and leaders; remove a node.
+    Cluster(ClusterArgs),
+}
+
+/// `herald cluster ...`
+#[derive(Debug, clap::Args)]
+pub struct ClusterArgs {
+    #[allow(missing_docs)]
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+    #[allow(missing_docs)]
+    #[command(subcommand)]
+    pub command: ClusterCommand,
+}
+
+/// The cluster commands.
+#[derive(Debug, clap::Subcommand)]
+pub enum ClusterCommand {
+    /// Nodes and their state, the shard replicas each holds and leads, terms and lag.
+    Status,
+    /// Drain a node (move its replicas away, hand over its leaderships), then remove it.
+    Remove {
+        /// The node's id (see `herald cluster status`).
+        node_id: u64,
+    },
 }
 
 /// Where the node is and how to print answers; accepted before or after the subcommand.
@@ -355,6 +381,10 @@ pub async fn run(command: ClientCommand) -> anyhow::Result<()> {
         ClientCommand::Endpoint(arguments) => {
             let channel = arguments.connect.connect().await?;
             endpoint::run(channel, arguments.command, arguments.connect.json).await
+        }
+        ClientCommand::Cluster(arguments) => {
+            let channel = arguments.connect.connect().await?;
+            cluster::run(channel, arguments.command, arguments.connect.json).await
         }
         ClientCommand::Events(arguments) => {
             let channel = arguments.connect.connect().await?;
