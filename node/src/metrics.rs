@@ -37,6 +37,8 @@ pub const LEADERS: &str = "herald_leaders";
 pub const PLACEMENT_MOVES: &str = "herald_placement_moves_in_progress";
 /// Raft server state by `group`: 0 learner, 1 follower, 2 candidate, 3 leader.
 pub const RAFT_STATE: &str = "herald_raft_state";
+/// Snapshots installed from a leader.
+pub const SNAPSHOTS_INSTALLED: &str = "herald_snapshots_installed_total";
 /// Operations gathered into one Raft entry.
 pub const PROPOSAL_BATCH_SIZE: &str = "herald_proposal_batch_size";
 

@@ -36,6 +36,14 @@ use crate::domain::project::Project;
 use crate::storage::keys::{self, state, tag};
 use crate::storage::{Store, codec};
 
+/// Snapshots installed by this process (a replica catching up from a leader's snapshot).
+static SNAPSHOTS_INSTALLED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// How many snapshots this process has installed.
+pub fn snapshots_installed() -> u64 {
+    SNAPSHOTS_INSTALLED.load(Ordering::Relaxed)
+}
+
 /// Applied position of a group's state machine, written atomically with its data.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct AppliedState {
@@ -828,6 +836,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         .await
         .map_err(io::Error::other)??;
         self.endpoints.store(endpoints, Ordering::Relaxed);
+        SNAPSHOTS_INSTALLED.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!(crate::metrics::SNAPSHOTS_INSTALLED).increment(1);
         Ok(())
     }
 
