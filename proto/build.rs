@@ -8,6 +8,7 @@ const PROTOS: &[&str] = &[
     "herald/v1/endpoints.proto",
     "herald/v1/events.proto",
     "herald/v1/cluster.proto",
+    "herald/v1/templates.proto",
     "herald/internal/v1/peer.proto",
 ];
 

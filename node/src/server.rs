@@ -10,6 +10,7 @@ use herald_proto::v1::cluster_server::ClusterServer;
 use herald_proto::v1::endpoints_server::EndpointsServer;
 use herald_proto::v1::events_server::EventsServer;
 use herald_proto::v1::projects_server::ProjectsServer;
+use herald_proto::v1::templates_server::TemplatesServer;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -21,6 +22,7 @@ use crate::api::endpoints::EndpointsApi;
 use crate::api::events::EventsApi;
 use crate::api::peer::PeerApi;
 use crate::api::projects::ProjectsApi;
+use crate::api::templates::TemplatesApi;
 use crate::cluster::Cluster;
 use crate::config::Config;
 
@@ -108,6 +110,10 @@ impl RunningNode {
             )
             .add_service(
                 EventsServer::new(EventsApi::new(handle.clone()))
+                    .max_decoding_message_size(request_bytes),
+            )
+            .add_service(
+                TemplatesServer::new(TemplatesApi::new(handle.clone()))
                     .max_decoding_message_size(request_bytes),
             )
             .add_service(ClusterServer::new(ClusterApi::new(handle.clone())))

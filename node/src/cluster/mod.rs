@@ -6,6 +6,7 @@
 //! - [`error`]: what an operation can fail with, in terms a client can act on.
 //! - [`forward`]: operations for a group's leader and how a leader executes them.
 //! - [`ops`]: projects, endpoints, users and events, built on the routing primitives here.
+//! - [`templates`]: message templates and their versions.
 //! - [`membership`]: joining, the membership and placement loops on the meta leader, the
 //!   reconcile loop on shard leaders, status and removal.
 
@@ -13,6 +14,7 @@ pub mod error;
 pub mod forward;
 pub mod membership;
 pub mod ops;
+pub mod templates;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};

@@ -81,7 +81,7 @@ impl Cluster {
 
     /// Checks that a project exists: this node's meta copy first (every node has one), and a
     /// linearizable read when the copy does not have it yet (a project just created elsewhere).
-    async fn project(&self, project_id: &str) -> Result<Project> {
+    pub(crate) async fn project(&self, project_id: &str) -> Result<Project> {
         let key = keys::data_key(META_GROUP, tag::PROJECT, &[project_id]);
         if let Some(project) = self
             .store

@@ -8,6 +8,9 @@
 //! - [`violation`]: a bad field, named by path, with the reason.
 //! - [`hashing`]: the stable hash behind shard placement and cohorts.
 //! - [`placement`]: nodes, shard placements and the placement plan.
+//! - [`segment`]: segment definitions, their validation and the plain evaluator (SPEC SEG-1, SEG-2).
+//! - [`segment_index`]: a shard's columnar index of endpoints for fast segment counts and members.
+//! - [`template`]: message templates, their validation and personalization (SPEC TPL-1..3).
 
 pub mod endpoint;
 pub mod event;
@@ -15,6 +18,9 @@ pub mod hashing;
 pub mod limits;
 pub mod placement;
 pub mod project;
+pub mod segment;
+pub mod segment_index;
+pub mod template;
 pub mod violation;
 
 pub use violation::FieldViolation;

@@ -12,6 +12,7 @@ use crate::domain::endpoint::{Endpoint, EndpointInput};
 use crate::domain::event::Event;
 use crate::domain::placement::{NodeId, NodeRecord, NodeState, ShardPlacement};
 use crate::domain::project::{Project, ProjectSettings};
+use crate::domain::template::{Template, TemplateType};
 
 /// A command in a Raft entry.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -41,6 +42,8 @@ pub enum MetaCommand {
     },
     /// Membership and placement.
     Cluster(ClusterCommand),
+    /// Message templates.
+    Template(TemplateCommand),
     /// Registers event types of a project up to `limit` distinct types; answers which of
     /// `event_types` are now registered.
     RegisterEventTypes {
@@ -51,6 +54,60 @@ pub enum MetaCommand {
         /// Most distinct types the project may have.
         limit: usize,
     },
+}
+
+/// How a template write treats existing versions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TemplateWrite {
+    /// Version 1 of a new template; refused if the template exists.
+    Create,
+    /// A new version, which becomes the active one; refused if the template does not exist.
+    NewVersion,
+    /// Replaces the latest version in place; refused if the template does not exist.
+    ReplaceLatest,
+}
+
+/// Template commands of the meta group.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum TemplateCommand {
+    /// Writes a template version (its `version` field is assigned here).
+    Put {
+        /// The template.
+        template: Template,
+        /// How existing versions are treated.
+        write: TemplateWrite,
+    },
+    /// Makes `version` the one sends use.
+    SetActive {
+        /// The project.
+        project_id: String,
+        /// The type.
+        template_type: TemplateType,
+        /// The template.
+        name: String,
+        /// The version.
+        version: u32,
+    },
+    /// Deletes one version, or every version when `version` is None.
+    Delete {
+        /// The project.
+        project_id: String,
+        /// The type.
+        template_type: TemplateType,
+        /// The template.
+        name: String,
+        /// The version.
+        version: Option<u32>,
+    },
+}
+
+/// Latest and active versions of a template.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TemplateHead {
+    /// Highest version written.
+    pub latest: u32,
+    /// Version sends use.
+    pub active: u32,
 }
 
 /// Membership and placement commands of the meta group.
@@ -194,6 +251,19 @@ pub enum MetaResponse {
     ProjectExists,
     /// The id of a node.
     NodeId(NodeId),
+    /// A template version and its template's versions.
+    Template {
+        /// The version written or selected.
+        template: Template,
+        /// Its template's latest and active versions.
+        head: TemplateHead,
+    },
+    /// The named template or version does not exist.
+    TemplateNotFound(String),
+    /// A template of that name and type exists.
+    TemplateExists,
+    /// Template versions deleted.
+    TemplatesDeleted(u32),
     /// Done.
     Done,
     /// Which requested event types are registered; the rest exceed the limit.

@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 
 use super::command::{
     ClusterCommand, Command, CommandResponse, MetaCommand, MetaResponse, PendingIndex, ShardOp,
-    ShardOpResult,
+    ShardOpResult, TemplateCommand, TemplateHead, TemplateWrite,
 };
 use super::{GroupId, META_GROUP, TypeConfig};
 use crate::domain::FieldViolation;
@@ -33,6 +33,7 @@ use crate::domain::hashing::cohort_of;
 use crate::domain::limits::Limits;
 use crate::domain::placement::{NodeId, NodeRecord, NodeState, ShardPlacement};
 use crate::domain::project::Project;
+use crate::domain::template::{Template, TemplateType};
 use crate::storage::keys::{self, state, tag};
 use crate::storage::{Store, codec};
 
@@ -275,9 +276,12 @@ fn apply_meta(
             };
             writer.delete(key);
             writer.delete_prefix(&keys::data_key(group, tag::EVENT_TYPE, &[project_id]))?;
+            writer.delete_prefix(&keys::data_key(group, tag::TEMPLATE, &[project_id]))?;
+            writer.delete_prefix(&keys::data_key(group, tag::TEMPLATE_HEAD, &[project_id]))?;
             MetaResponse::Project(project)
         }
         MetaCommand::Cluster(command) => apply_cluster(group, writer, command)?,
+        MetaCommand::Template(command) => apply_template(writer, command)?,
         MetaCommand::RegisterEventTypes {
             project_id,
             event_types,
@@ -303,6 +307,163 @@ fn apply_meta(
                 }
             }
             MetaResponse::EventTypes { accepted }
+        }
+    })
+}
+
+/// Key of a template version.
+pub fn template_key(
+    project_id: &str,
+    template_type: TemplateType,
+    name: &str,
+    version: u32,
+) -> Vec<u8> {
+    keys::data_key(
+        META_GROUP,
+        tag::TEMPLATE,
+        &[
+            project_id,
+            template_type.as_str(),
+            name,
+            &format!("{version:010}"),
+        ],
+    )
+}
+
+/// Key of a template's head (latest and active versions).
+pub fn template_head_key(project_id: &str, template_type: TemplateType, name: &str) -> Vec<u8> {
+    keys::data_key(
+        META_GROUP,
+        tag::TEMPLATE_HEAD,
+        &[project_id, template_type.as_str(), name],
+    )
+}
+
+fn apply_template(writer: &mut Writer<'_>, command: &TemplateCommand) -> io::Result<MetaResponse> {
+    Ok(match command {
+        TemplateCommand::Put { template, write } => {
+            let kind = template.content.template_type();
+            let head_key = template_head_key(&template.project_id, kind, &template.name);
+            let head: Option<TemplateHead> = writer.get(&head_key)?;
+            let (version, mut head) = match (write, head) {
+                (TemplateWrite::Create, Some(_)) => return Ok(MetaResponse::TemplateExists),
+                (TemplateWrite::Create, None) => (
+                    1,
+                    TemplateHead {
+                        latest: 1,
+                        active: 1,
+                    },
+                ),
+                (_, None) => {
+                    return Ok(MetaResponse::TemplateNotFound(format!(
+                        "{} template {:?} not found",
+                        kind.as_str(),
+                        template.name
+                    )));
+                }
+                (TemplateWrite::NewVersion, Some(head)) => (
+                    head.latest + 1,
+                    TemplateHead {
+                        latest: head.latest + 1,
+                        active: head.latest + 1,
+                    },
+                ),
+                (TemplateWrite::ReplaceLatest, Some(head)) => (head.latest, head),
+            };
+            let key = template_key(&template.project_id, kind, &template.name, version);
+            let mut stored = template.clone();
+            stored.version = version;
+            if let Some(existing) = writer.get::<Template>(&key)? {
+                stored.creation_date = existing.creation_date;
+            }
+            head.latest = head.latest.max(version);
+            writer.put(key, &stored, Space::Data);
+            writer.put(head_key, &head, Space::Data);
+            MetaResponse::Template {
+                template: stored,
+                head,
+            }
+        }
+        TemplateCommand::SetActive {
+            project_id,
+            template_type,
+            name,
+            version,
+        } => {
+            let head_key = template_head_key(project_id, *template_type, name);
+            let Some(mut head) = writer.get::<TemplateHead>(&head_key)? else {
+                return Ok(MetaResponse::TemplateNotFound(format!(
+                    "{} template {name:?} not found",
+                    template_type.as_str()
+                )));
+            };
+            let Some(template) = writer.get::<Template>(&template_key(
+                project_id,
+                *template_type,
+                name,
+                *version,
+            ))?
+            else {
+                return Ok(MetaResponse::TemplateNotFound(format!(
+                    "version {version} of {} template {name:?} not found",
+                    template_type.as_str()
+                )));
+            };
+            head.active = *version;
+            writer.put(head_key, &head, Space::Data);
+            MetaResponse::Template { template, head }
+        }
+        TemplateCommand::Delete {
+            project_id,
+            template_type,
+            name,
+            version,
+        } => {
+            let head_key = template_head_key(project_id, *template_type, name);
+            let Some(mut head) = writer.get::<TemplateHead>(&head_key)? else {
+                return Ok(MetaResponse::TemplateNotFound(format!(
+                    "{} template {name:?} not found",
+                    template_type.as_str()
+                )));
+            };
+            let prefix = keys::data_key(
+                META_GROUP,
+                tag::TEMPLATE,
+                &[project_id, template_type.as_str(), name],
+            );
+            let versions: Vec<(Vec<u8>, Template)> =
+                writer.store.scan(&writer.store.data, &prefix)?;
+            let doomed: Vec<(Vec<u8>, Template)> = versions
+                .iter()
+                .filter(|(_, t)| version.is_none_or(|v| t.version == v))
+                .cloned()
+                .collect();
+            if doomed.is_empty() {
+                return Ok(MetaResponse::TemplateNotFound(format!(
+                    "version {} of {} template {name:?} not found",
+                    version.unwrap_or_default(),
+                    template_type.as_str()
+                )));
+            }
+            for (key, _) in &doomed {
+                writer.delete(key.clone());
+            }
+            let remaining: Vec<u32> = versions
+                .iter()
+                .map(|(_, t)| t.version)
+                .filter(|v| !doomed.iter().any(|(_, d)| d.version == *v))
+                .collect();
+            match remaining.iter().max() {
+                None => writer.delete(head_key),
+                Some(latest) => {
+                    head.latest = *latest;
+                    if !remaining.contains(&head.active) {
+                        head.active = *latest;
+                    }
+                    writer.put(head_key, &head, Space::Data);
+                }
+            }
+            MetaResponse::TemplatesDeleted(doomed.len() as u32)
         }
     })
 }

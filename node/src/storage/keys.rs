@@ -17,6 +17,10 @@ pub mod tag {
     pub const PLACEMENT: u8 = b'S';
     /// Meta: the cluster record (next node id), `C`.
     pub const CLUSTER: u8 = b'C';
+    /// Meta: a template version, `L | project | type | name | version (10 digits)`.
+    pub const TEMPLATE: u8 = b'L';
+    /// Meta: a template's latest and active versions, `H | project | type | name`.
+    pub const TEMPLATE_HEAD: u8 = b'H';
     /// Shard: endpoint record, `E | project | endpoint`.
     pub const ENDPOINT: u8 = b'E';
     /// Shard: user index entry, `U | project | user | endpoint`.
