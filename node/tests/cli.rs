@@ -146,6 +146,41 @@ fn readme_walkthrough() {
         assert!(user.contains(id), "user u1 lists {id}: {user}");
     }
 
+    let created = run(
+        &server,
+        &[
+            "template",
+            "create",
+            "--project",
+            &project_id,
+            "--name",
+            "welcome",
+            "--type",
+            "EMAIL",
+            "--subject",
+            "Hi {{User.UserAttributes.FirstName}}",
+            "--html",
+            "<p>Your plan: {{Attributes.plan}}</p>",
+            "--default",
+            "User.UserAttributes.FirstName=friend",
+            "--json",
+        ],
+    );
+    let template: serde_json::Value = serde_json::from_slice(&created.stdout).unwrap();
+    assert_eq!(template["version"], 1);
+    assert_eq!(
+        template["default_substitutions"]["User.UserAttributes.FirstName"],
+        "friend"
+    );
+    let listed = stdout(&run(
+        &server,
+        &["template", "list", "--project", &project_id],
+    ));
+    assert!(
+        listed.contains("welcome") && listed.contains("EMAIL"),
+        "{listed}"
+    );
+
     let missing = herald()
         .args([
             "endpoint",

@@ -18,6 +18,7 @@ mod import;
 mod output;
 mod project;
 mod records;
+mod template;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -44,6 +45,124 @@ pub enum ClientCommand {
     Events(EventsArgs),
     /// Show the cluster's nodes, replicas and leaders; remove a node.
     Cluster(ClusterArgs),
+    /// Create, version, read, list and delete message templates.
+    Template(TemplateArgs),
+}
+
+/// `herald template ...`
+#[derive(Debug, clap::Args)]
+pub struct TemplateArgs {
+    #[allow(missing_docs)]
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+    #[allow(missing_docs)]
+    #[command(subcommand)]
+    pub command: TemplateCommand,
+}
+
+/// The template commands. Text parts accept `@FILE` to read the file.
+#[derive(Debug, clap::Subcommand)]
+pub enum TemplateCommand {
+    /// Create version 1 of a template.
+    Create(Box<TemplateContentArgs>),
+    /// Replace the latest version, or write a new one with --new-version.
+    Update(Box<TemplateContentArgs>),
+    /// Print a template (the active version unless --version).
+    Get(TemplateRefArgs),
+    /// Delete one version (--version) or every version.
+    Delete(TemplateRefArgs),
+    /// List a project's templates (their active versions).
+    List {
+        /// The project id.
+        #[arg(long)]
+        project: String,
+        /// Only this type.
+        #[arg(long = "type")]
+        kind: Option<String>,
+        /// Only names starting with this.
+        #[arg(long)]
+        prefix: Option<String>,
+    },
+    /// List every version of a template.
+    Versions(TemplateRefArgs),
+    /// Make --version the version sends use.
+    Activate(TemplateRefArgs),
+}
+
+/// Names one template (and optionally a version).
+#[derive(Debug, Clone, clap::Args)]
+pub struct TemplateRefArgs {
+    /// The project id.
+    #[arg(long)]
+    pub project: String,
+    /// The template name.
+    #[arg(long)]
+    pub name: String,
+    /// EMAIL, SMS, PUSH, VOICE or INAPP.
+    #[arg(long = "type")]
+    pub kind: String,
+    /// A version number.
+    #[arg(long)]
+    pub version: Option<u32>,
+}
+
+/// A template's content; which parts apply depends on --type.
+#[derive(Debug, Clone, clap::Args)]
+pub struct TemplateContentArgs {
+    /// The project id.
+    #[arg(long)]
+    pub project: String,
+    /// The template name.
+    #[arg(long)]
+    pub name: String,
+    /// EMAIL, SMS, PUSH, VOICE or INAPP.
+    #[arg(long = "type")]
+    pub kind: String,
+    /// Email subject.
+    #[arg(long)]
+    pub subject: Option<String>,
+    /// Email HTML part (or @FILE).
+    #[arg(long)]
+    pub html: Option<String>,
+    /// Email text part (or @FILE).
+    #[arg(long)]
+    pub text: Option<String>,
+    /// Body of SMS, push, voice and in-app templates (or @FILE).
+    #[arg(long)]
+    pub body: Option<String>,
+    /// Push title, in-app header.
+    #[arg(long)]
+    pub title: Option<String>,
+    /// Push action: OPEN_APP, DEEP_LINK or URL.
+    #[arg(long)]
+    pub action: Option<String>,
+    /// Push URL, in-app button URL.
+    #[arg(long)]
+    pub url: Option<String>,
+    /// Push or in-app image URL.
+    #[arg(long)]
+    pub image_url: Option<String>,
+    /// A silent (data-only) push.
+    #[arg(long)]
+    pub silent: bool,
+    /// Voice language, e.g. en-US.
+    #[arg(long)]
+    pub language_code: Option<String>,
+    /// Voice id.
+    #[arg(long)]
+    pub voice_id: Option<String>,
+    /// In-app layout.
+    #[arg(long)]
+    pub layout: Option<String>,
+    /// Default for a variable, e.g. User.UserAttributes.FirstName=friend; repeatable.
+    #[arg(long = "default", value_name = "VARIABLE=VALUE", value_parser = parse_name_value)]
+    pub defaults: Vec<(String, String)>,
+    /// A description.
+    #[arg(long)]
+    pub description: Option<String>,
+    /// With update: write a new version (it becomes active) instead of replacing the latest.
+    #[arg(long)]
+    pub new_version: bool,
 }
 
 /// `herald cluster ...`
@@ -381,6 +500,10 @@ pub async fn run(command: ClientCommand) -> anyhow::Result<()> {
         ClientCommand::Endpoint(arguments) => {
             let channel = arguments.connect.connect().await?;
             endpoint::run(channel, arguments.command, arguments.connect.json).await
+        }
+        ClientCommand::Template(arguments) => {
+            let channel = arguments.connect.connect().await?;
+            template::run(channel, arguments.command, arguments.connect.json).await
         }
         ClientCommand::Cluster(arguments) => {
             let channel = arguments.connect.connect().await?;

@@ -233,9 +233,9 @@ impl Cluster {
         >| { ClusterError::Unavailable(error.to_string()) };
 
         // Learners for new nodes.
-        for node in nodes
+        if let Some(node) = nodes
             .iter()
-            .filter(|n| n.state == NodeState::Active && !members.contains(&n.node_id))
+            .find(|n| n.state == NodeState::Active && !members.contains(&n.node_id))
         {
             tracing::info!(
                 node_id = node.node_id,

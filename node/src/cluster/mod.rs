@@ -459,7 +459,7 @@ impl Cluster {
                     self.leader_hints.write().expect("lock").remove(&group);
                     last_error = error.to_string();
                     attempt += 1;
-                    if attempt % candidates.len() == 0 {
+                    if attempt.is_multiple_of(candidates.len()) {
                         tokio::time::sleep(Duration::from_millis(100)).await;
                     }
                 }

@@ -445,10 +445,7 @@ impl SegmentIndex {
     /// Adds endpoint `key`, or replaces what the index knows of it.
     pub fn upsert(&mut self, key: &str, facts: &EndpointFacts) {
         let row = match self.rows.get(key) {
-            Some(&row) => {
-                self.release_row(row as usize);
-                row as usize
-            }
+            Some(&row) => row as usize,
             None => self.add_row(key),
         };
         self.write_row(row, facts);

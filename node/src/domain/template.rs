@@ -733,7 +733,7 @@ fn prepare_helper(
         )),
         None => out.push(FieldViolation::new(
             path,
-            format!("a helper name must be a name{at}"),
+            format!("an expression{at} must start with a variable or a helper name"),
         )),
     }
     if let Some(template) = &mut helper.template {
