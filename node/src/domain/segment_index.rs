@@ -445,7 +445,10 @@ impl SegmentIndex {
     /// Adds endpoint `key`, or replaces what the index knows of it.
     pub fn upsert(&mut self, key: &str, facts: &EndpointFacts) {
         let row = match self.rows.get(key) {
-            Some(&row) => row as usize,
+            Some(&row) => {
+                self.release_row(row as usize);
+                row as usize
+            }
             None => self.add_row(key),
         };
         self.write_row(row, facts);
@@ -1373,6 +1376,37 @@ mod tests {
         })
     }
 
+    /// Every dictionary use is accounted for by a live row, so ids are freed after their
+    /// last use and nothing leaks as endpoints change.
+    fn uses_match_rows(index: &SegmentIndex) -> std::result::Result<(), TestCaseError> {
+        let uses = |dictionary: &Dictionary| -> u64 {
+            dictionary
+                .entries
+                .iter()
+                .map(|entry| u64::from(entry.uses))
+                .sum()
+        };
+        let live_rows: Vec<usize> = index.rows.values().map(|&row| row as usize).collect();
+        for column in &index.texts {
+            prop_assert_eq!(uses(&column.dictionary), live_rows.len() as u64);
+        }
+        for scope in [ENDPOINT_SCOPE, USER_SCOPE] {
+            let entries: u64 = live_rows
+                .iter()
+                .map(|&row| index.attributes[scope].row(row).len() as u64)
+                .sum();
+            prop_assert_eq!(uses(&index.attribute_names[scope]), entries);
+            let values: u64 = index.attribute_values[scope].iter().map(uses).sum();
+            prop_assert_eq!(values, entries);
+        }
+        let metrics: u64 = live_rows
+            .iter()
+            .map(|&row| index.metrics.row(row).len() as u64)
+            .sum();
+        prop_assert_eq!(uses(&index.metric_names), metrics);
+        Ok(())
+    }
+
     /// The index's members and count of `segment` are exactly the endpoints of `model`
     /// that the plain evaluator selects.
     fn agrees_with_oracle(
@@ -1398,7 +1432,7 @@ mod tests {
         prop_assert_eq!(&member_set, &expected);
         prop_assert_eq!(index.count(&compiled, now()), expected.len() as u64);
         prop_assert_eq!(index.len(), model.len());
-        Ok(())
+        uses_match_rows(index)
     }
 
     proptest! {
