@@ -37,6 +37,10 @@ pub const LEADERS: &str = "herald_leaders";
 pub const PLACEMENT_MOVES: &str = "herald_placement_moves_in_progress";
 /// Raft server state by `group`: 0 learner, 1 follower, 2 candidate, 3 leader.
 pub const RAFT_STATE: &str = "herald_raft_state";
+/// Bytes of the segment indexes of the shard replicas on this node (excluding strings).
+pub const SEGMENT_INDEX_BYTES: &str = "herald_segment_index_bytes";
+/// Endpoints in the segment indexes of the shard replicas on this node.
+pub const SEGMENT_INDEX_ENDPOINTS: &str = "herald_segment_index_endpoints";
 /// Snapshots installed from a leader.
 pub const SNAPSHOTS_INSTALLED: &str = "herald_snapshots_installed_total";
 /// Operations gathered into one Raft entry.

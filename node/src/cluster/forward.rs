@@ -6,6 +6,8 @@
 #![allow(clippy::large_enum_variant)]
 
 use openraft::ReadPolicy;
+
+use crate::domain::segment_index::CompiledSegment;
 use serde::{Deserialize, Serialize};
 
 use super::{Cluster, ClusterError};
@@ -36,6 +38,17 @@ pub enum ForwardOp {
     },
     /// The cluster status, answered by the meta leader.
     Status,
+    /// How many of a project's endpoints in a shard a segment selects.
+    SegmentCount {
+        /// The shard group.
+        group: GroupId,
+        /// The project.
+        project_id: String,
+        /// The segment, compiled with its references resolved.
+        segment: CompiledSegment,
+        /// The time recency is judged against (milliseconds since the epoch).
+        now_ms: i64,
+    },
 }
 
 /// A read of a group's records.
@@ -60,6 +73,8 @@ pub enum ForwardAnswer {
     Records(Vec<(Vec<u8>, Vec<u8>)>),
     /// The cluster status, prost-encoded `herald.v1.ClusterStatus`.
     Status(Vec<u8>),
+    /// A count.
+    Count(u64),
 }
 
 /// Why a forwarded operation did not run.
@@ -129,6 +144,22 @@ impl Cluster {
                     });
                 }
                 self.read_local(&query).map_err(ForwardError::Failed)
+            }
+            ForwardOp::SegmentCount {
+                group,
+                project_id,
+                segment,
+                now_ms,
+            } => {
+                let handle = self.local_group(group).ok_or(ForwardError::NotLeader(None))?;
+                if let Err(error) = handle.raft.ensure_linearizable(ReadPolicy::ReadIndex).await {
+                    let leader = error.forward_to_leader().and_then(|f| f.leader_id);
+                    return Err(ForwardError::NotLeader(leader.or(self.local_leader(group))));
+                }
+                let now = chrono::DateTime::from_timestamp_millis(now_ms).unwrap_or_else(chrono::Utc::now);
+                let indexes = handle.segments.read().expect("segment index lock");
+                let count = indexes.get(&project_id).map_or(0, |index| index.count(&segment, now));
+                Ok(ForwardAnswer::Count(count))
             }
             ForwardOp::Status => {
                 if !self.leads(META_GROUP) {

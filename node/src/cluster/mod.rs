@@ -6,6 +6,7 @@
 //! - [`error`]: what an operation can fail with, in terms a client can act on.
 //! - [`forward`]: operations for a group's leader and how a leader executes them.
 //! - [`ops`]: projects, endpoints, users and events, built on the routing primitives here.
+//! - [`segments`]: segments, their versions, and estimates over the shards' indexes.
 //! - [`templates`]: message templates and their versions.
 //! - [`membership`]: joining, the membership and placement loops on the meta leader, the
 //!   reconcile loop on shard leaders, status and removal.
@@ -14,6 +15,7 @@ pub mod error;
 pub mod forward;
 pub mod membership;
 pub mod ops;
+pub mod segments;
 pub mod templates;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -54,6 +56,8 @@ pub struct Group {
     pub proposer: Option<Proposer>,
     /// Endpoints stored in the group.
     pub endpoints: Arc<AtomicI64>,
+    /// The group's segment indexes, per project (shards only).
+    pub segments: crate::raft::state_machine::SegmentIndexes,
 }
 
 /// This node's Raft groups and the operations on them.
@@ -297,6 +301,7 @@ impl Cluster {
         let state_machine =
             StateMachine::new(group, self.store.clone()).map_err(ClusterError::internal)?;
         let endpoints = state_machine.endpoint_counter();
+        let segments = state_machine.segment_indexes();
         let network = GroupNetwork::new(self.router.clone(), group);
         let raft = HeraldRaft::new(
             self.node_id,
@@ -313,6 +318,7 @@ impl Cluster {
             raft,
             proposer,
             endpoints,
+            segments,
         });
         self.groups
             .write()
@@ -483,6 +489,7 @@ impl Cluster {
             ForwardOp::Meta(_) => "meta",
             ForwardOp::Read { .. } => "read",
             ForwardOp::Status => "status",
+            ForwardOp::SegmentCount { .. } => "segment_count",
         };
         metrics::counter!(crate::metrics::FORWARDED, "kind" => kind).increment(1);
         let reply = self
@@ -581,6 +588,8 @@ impl Cluster {
             .map(|(g, h)| (*g, h.clone()))
             .collect();
         let mut endpoints = 0i64;
+        let mut index_bytes = 0usize;
+        let mut indexed = 0usize;
         let mut replicas = 0u64;
         let mut leaders = 0u64;
         for (group, handle) in groups {
@@ -618,10 +627,19 @@ impl Cluster {
                     leaders += 1;
                     endpoints += handle.endpoints.load(Ordering::Relaxed);
                 }
+                if member {
+                    let indexes = handle.segments.read().expect("segment index lock");
+                    for index in indexes.values() {
+                        index_bytes += index.memory_bytes();
+                        indexed += index.len();
+                    }
+                }
             }
         }
         metrics::gauge!(crate::metrics::ENDPOINTS_STORED).set(endpoints as f64);
         metrics::gauge!(crate::metrics::REPLICAS).set(replicas as f64);
+        metrics::gauge!(crate::metrics::SEGMENT_INDEX_BYTES).set(index_bytes as f64);
+        metrics::gauge!(crate::metrics::SEGMENT_INDEX_ENDPOINTS).set(indexed as f64);
         metrics::gauge!(crate::metrics::LEADERS).set(leaders as f64);
     }
 }

@@ -1982,3 +1982,20 @@ mod tests {
         }
     }
 }
+
+/// A stored version of a segment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SegmentRecord {
+    /// The project.
+    pub project_id: String,
+    /// The segment's id, assigned at creation.
+    pub segment_id: String,
+    /// 1 at creation, one more at every update.
+    pub version: u32,
+    /// What it selects.
+    pub definition: SegmentDefinition,
+    /// RFC 3339.
+    pub creation_date: String,
+    /// RFC 3339.
+    pub last_modified_date: String,
+}

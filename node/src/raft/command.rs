@@ -12,6 +12,7 @@ use crate::domain::endpoint::{Endpoint, EndpointInput};
 use crate::domain::event::Event;
 use crate::domain::placement::{NodeId, NodeRecord, NodeState, ShardPlacement};
 use crate::domain::project::{Project, ProjectSettings};
+use crate::domain::segment::SegmentRecord;
 use crate::domain::template::{Template, TemplateType};
 
 /// A command in a Raft entry.
@@ -44,6 +45,8 @@ pub enum MetaCommand {
     Cluster(ClusterCommand),
     /// Message templates.
     Template(TemplateCommand),
+    /// Segments.
+    Segment(SegmentCommand),
     /// Registers event types of a project up to `limit` distinct types; answers which of
     /// `event_types` are now registered.
     RegisterEventTypes {
@@ -98,6 +101,27 @@ pub enum TemplateCommand {
         name: String,
         /// The version.
         version: Option<u32>,
+    },
+}
+
+/// Segment commands of the meta group.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum SegmentCommand {
+    /// Writes version 1 (`create`) or the next version of a segment; the record's version is
+    /// assigned here.
+    Put {
+        /// The segment.
+        record: SegmentRecord,
+        /// Whether this creates the segment (refused if it exists) or updates it (refused if
+        /// it does not).
+        create: bool,
+    },
+    /// Deletes every version of a segment.
+    Delete {
+        /// The project.
+        project_id: String,
+        /// The segment.
+        segment_id: String,
     },
 }
 
@@ -264,6 +288,10 @@ pub enum MetaResponse {
     TemplateExists,
     /// Template versions deleted.
     TemplatesDeleted(u32),
+    /// A segment version (written, or the latest one deleted).
+    Segment(SegmentRecord),
+    /// The segment does not exist, or exists already when creating.
+    SegmentNotFound,
     /// Done.
     Done,
     /// Which requested event types are registered; the rest exceed the limit.

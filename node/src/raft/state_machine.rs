@@ -24,8 +24,10 @@ use serde::{Deserialize, Serialize};
 
 use super::command::{
     ClusterCommand, Command, CommandResponse, MetaCommand, MetaResponse, PendingIndex, ShardOp,
-    ShardOpResult, TemplateCommand, TemplateHead, TemplateWrite,
+    SegmentCommand, ShardOpResult, TemplateCommand, TemplateHead, TemplateWrite,
 };
+use crate::domain::segment::{EndpointFacts, SegmentRecord, parse_instant};
+use crate::domain::segment_index::SegmentIndex;
 use super::{GroupId, META_GROUP, TypeConfig};
 use crate::domain::FieldViolation;
 use crate::domain::endpoint::{Endpoint, validate_address};
@@ -80,6 +82,55 @@ pub struct StateMachine {
     store: Store,
     /// Endpoints stored, kept in memory for metrics and written with every applied batch.
     endpoints: Arc<AtomicI64>,
+    /// The segment index of this shard's endpoints, per project (empty for the meta group).
+    segments: SegmentIndexes,
+}
+
+/// Segment indexes of one shard replica, per project.
+pub type SegmentIndexes = Arc<std::sync::RwLock<HashMap<String, SegmentIndex>>>;
+
+/// A change of the segment index made by an applied entry, applied after its commit.
+enum IndexChange {
+    Upsert {
+        project_id: String,
+        endpoint_id: String,
+        facts: Box<EndpointFacts>,
+    },
+    Remove {
+        project_id: String,
+        endpoint_id: String,
+    },
+    DropProject(String),
+}
+
+/// Last-seen changes smaller than this leave the segment index alone: recency windows are a
+/// day or more, and skipping them keeps event ingestion cheap.
+const LAST_SEEN_SLACK_SECONDS: i64 = 60;
+
+fn last_seen_of(activity: Option<&Activity>) -> Option<chrono::DateTime<chrono::Utc>> {
+    activity.and_then(|a| parse_instant(&a.last_seen))
+}
+
+/// Builds the segment indexes of `group` from its stored endpoints and activity.
+fn build_segment_indexes(store: &Store, group: GroupId) -> io::Result<HashMap<String, SegmentIndex>> {
+    let mut indexes: HashMap<String, SegmentIndex> = HashMap::new();
+    if group == META_GROUP {
+        return Ok(indexes);
+    }
+    for guard in store.data.prefix(keys::data_key(group, tag::ENDPOINT, &[])) {
+        let value = guard.value().map_err(io::Error::other)?;
+        let endpoint: Endpoint = codec::decode(&value).map_err(io::Error::other)?;
+        let activity: Option<Activity> = store.get(
+            &store.data,
+            &keys::data_key(group, tag::ACTIVITY, &[&endpoint.project_id, &endpoint.endpoint_id]),
+        )?;
+        let facts = EndpointFacts::from_endpoint(&endpoint, last_seen_of(activity.as_ref()));
+        indexes
+            .entry(endpoint.project_id.clone())
+            .or_default()
+            .upsert(&endpoint.endpoint_id, &facts);
+    }
+    Ok(indexes)
 }
 
 impl StateMachine {
@@ -88,11 +139,45 @@ impl StateMachine {
         let applied: AppliedState = store
             .get(&store.raft_state, &keys::state_key(group, state::APPLIED))?
             .unwrap_or_default();
+        let segments = build_segment_indexes(&store, group)?;
         Ok(Self {
             group,
             store,
             endpoints: Arc::new(AtomicI64::new(applied.endpoints)),
+            segments: Arc::new(std::sync::RwLock::new(segments)),
         })
+    }
+
+    /// The segment indexes of this replica, for estimates and sends.
+    pub fn segment_indexes(&self) -> SegmentIndexes {
+        self.segments.clone()
+    }
+
+    fn apply_index_changes(&self, changes: Vec<IndexChange>) {
+        if changes.is_empty() {
+            return;
+        }
+        let mut indexes = self.segments.write().expect("segment index lock");
+        for change in changes {
+            match change {
+                IndexChange::Upsert {
+                    project_id,
+                    endpoint_id,
+                    facts,
+                } => indexes.entry(project_id).or_default().upsert(&endpoint_id, &facts),
+                IndexChange::Remove {
+                    project_id,
+                    endpoint_id,
+                } => {
+                    if let Some(index) = indexes.get_mut(&project_id) {
+                        index.remove(&endpoint_id);
+                    }
+                }
+                IndexChange::DropProject(project_id) => {
+                    indexes.remove(&project_id);
+                }
+            }
+        }
     }
 
     /// Endpoints stored in this group, for metrics.
@@ -116,6 +201,7 @@ impl StateMachine {
         applied: &mut AppliedState,
     ) -> io::Result<CommandResponse> {
         let mut writer = Writer::new(&self.store);
+        let mut index_changes = Vec::new();
         applied.last_applied = Some(entry.log_id());
         let response = match &entry.payload {
             EntryPayload::Blank => CommandResponse::Empty,
@@ -135,6 +221,7 @@ impl StateMachine {
                         &mut writer,
                         op,
                         &mut applied.endpoints,
+                        &mut index_changes,
                     )?);
                 }
                 CommandResponse::Shard(results)
@@ -147,6 +234,7 @@ impl StateMachine {
         );
         writer.commit()?;
         self.endpoints.store(applied.endpoints, Ordering::Relaxed);
+        self.apply_index_changes(index_changes);
         Ok(response)
     }
 
@@ -278,10 +366,13 @@ fn apply_meta(
             writer.delete_prefix(&keys::data_key(group, tag::EVENT_TYPE, &[project_id]))?;
             writer.delete_prefix(&keys::data_key(group, tag::TEMPLATE, &[project_id]))?;
             writer.delete_prefix(&keys::data_key(group, tag::TEMPLATE_HEAD, &[project_id]))?;
+            writer.delete_prefix(&keys::data_key(group, tag::SEGMENT, &[project_id]))?;
+            writer.delete_prefix(&keys::data_key(group, tag::SEGMENT_HEAD, &[project_id]))?;
             MetaResponse::Project(project)
         }
         MetaCommand::Cluster(command) => apply_cluster(group, writer, command)?,
         MetaCommand::Template(command) => apply_template(writer, command)?,
+        MetaCommand::Segment(command) => apply_segment(writer, command)?,
         MetaCommand::RegisterEventTypes {
             project_id,
             event_types,
@@ -468,6 +559,53 @@ fn apply_template(writer: &mut Writer<'_>, command: &TemplateCommand) -> io::Res
     })
 }
 
+/// Key of a segment version.
+pub fn segment_key(project_id: &str, segment_id: &str, version: u32) -> Vec<u8> {
+    keys::data_key(META_GROUP, tag::SEGMENT, &[project_id, segment_id, &format!("{version:010}")])
+}
+
+/// Key of a segment's latest version number.
+pub fn segment_head_key(project_id: &str, segment_id: &str) -> Vec<u8> {
+    keys::data_key(META_GROUP, tag::SEGMENT_HEAD, &[project_id, segment_id])
+}
+
+fn apply_segment(writer: &mut Writer<'_>, command: &SegmentCommand) -> io::Result<MetaResponse> {
+    Ok(match command {
+        SegmentCommand::Put { record, create } => {
+            let head_key = segment_head_key(&record.project_id, &record.segment_id);
+            let latest: Option<u32> = writer.get(&head_key)?;
+            let version = match (create, latest) {
+                (true, None) => 1,
+                (false, Some(latest)) => latest + 1,
+                _ => return Ok(MetaResponse::SegmentNotFound),
+            };
+            let mut stored = record.clone();
+            stored.version = version;
+            if let Some(previous) = latest
+                && let Some(first) = writer.get::<SegmentRecord>(&segment_key(&record.project_id, &record.segment_id, previous))?
+            {
+                stored.creation_date = first.creation_date;
+            }
+            writer.put(segment_key(&record.project_id, &record.segment_id, version), &stored, Space::Data);
+            writer.put(head_key, &version, Space::Data);
+            MetaResponse::Segment(stored)
+        }
+        SegmentCommand::Delete { project_id, segment_id } => {
+            let head_key = segment_head_key(project_id, segment_id);
+            let Some(latest) = writer.get::<u32>(&head_key)? else {
+                return Ok(MetaResponse::SegmentNotFound);
+            };
+            let record: Option<SegmentRecord> = writer.get(&segment_key(project_id, segment_id, latest))?;
+            writer.delete(head_key);
+            writer.delete_prefix(&keys::data_key(META_GROUP, tag::SEGMENT, &[project_id, segment_id]))?;
+            match record {
+                Some(record) => MetaResponse::Segment(record),
+                None => MetaResponse::SegmentNotFound,
+            }
+        }
+    })
+}
+
 /// The cluster record: the next node id to give out.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct ClusterRecord {
@@ -607,6 +745,7 @@ fn apply_shard_op(
     writer: &mut Writer<'_>,
     op: &ShardOp,
     endpoints: &mut i64,
+    index_changes: &mut Vec<IndexChange>,
 ) -> io::Result<ShardOpResult> {
     Ok(match op {
         ShardOp::UpsertEndpoint {
@@ -681,6 +820,13 @@ fn apply_shard_op(
             if existing.is_none() {
                 *endpoints += 1;
             }
+            let activity: Option<Activity> =
+                writer.get(&keys::data_key(group, tag::ACTIVITY, &[project_id, endpoint_id]))?;
+            index_changes.push(IndexChange::Upsert {
+                project_id: project_id.clone(),
+                endpoint_id: endpoint_id.clone(),
+                facts: Box::new(EndpointFacts::from_endpoint(&endpoint, last_seen_of(activity.as_ref()))),
+            });
             writer.put(key, &endpoint, Space::Data);
             ShardOpResult::Endpoint {
                 endpoint: Some(Box::new(endpoint)),
@@ -698,6 +844,10 @@ fn apply_shard_op(
                     pending: Vec::new(),
                 });
             };
+            index_changes.push(IndexChange::Remove {
+                project_id: project_id.clone(),
+                endpoint_id: endpoint_id.clone(),
+            });
             writer.delete(key);
             writer.delete(keys::data_key(
                 group,
@@ -733,6 +883,8 @@ fn apply_shard_op(
         } => {
             let activity_key = keys::data_key(group, tag::ACTIVITY, &[project_id, endpoint_id]);
             let mut activity: Activity = writer.get(&activity_key)?.unwrap_or_default();
+            let seen_before = last_seen_of(Some(&activity));
+            let mut seen = seen_before;
             for (event_id, event) in events {
                 let key = keys::data_key(group, tag::EVENT, &[project_id, endpoint_id, event_id]);
                 writer.put_blind(key, event);
@@ -740,8 +892,27 @@ fn apply_shard_op(
                 if event.event_type == "_session.start" {
                     activity.sessions += 1;
                 }
-                if event.timestamp > activity.last_seen {
-                    activity.last_seen = event.timestamp.clone();
+                let at = parse_instant(&event.timestamp);
+                if at > seen {
+                    seen = at;
+                }
+            }
+            if seen > seen_before {
+                activity.last_seen = seen
+                    .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+                    .unwrap_or_default();
+                let moved = match (seen_before, seen) {
+                    (Some(before), Some(after)) => (after - before).num_seconds() >= LAST_SEEN_SLACK_SECONDS,
+                    _ => true,
+                };
+                if moved
+                    && let Some(endpoint) = writer.get::<Endpoint>(&keys::data_key(group, tag::ENDPOINT, &[project_id, endpoint_id]))?
+                {
+                    index_changes.push(IndexChange::Upsert {
+                        project_id: project_id.clone(),
+                        endpoint_id: endpoint_id.clone(),
+                        facts: Box::new(EndpointFacts::from_endpoint(&endpoint, seen)),
+                    });
                 }
             }
             writer.put(activity_key, &activity, Space::Data);
@@ -781,6 +952,7 @@ fn apply_shard_op(
             ShardOpResult::Done
         }
         ShardOp::DeleteProjectData { project_id } => {
+            index_changes.push(IndexChange::DropProject(project_id.clone()));
             let endpoint_prefix = keys::data_key(group, tag::ENDPOINT, &[project_id]);
             let removed = writer.store.data.prefix(&endpoint_prefix).count() as i64;
             for record in [
@@ -997,6 +1169,12 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         .await
         .map_err(io::Error::other)??;
         self.endpoints.store(endpoints, Ordering::Relaxed);
+        let store = self.store.clone();
+        let group = self.group;
+        let rebuilt = tokio::task::spawn_blocking(move || build_segment_indexes(&store, group))
+            .await
+            .map_err(io::Error::other)??;
+        *self.segments.write().expect("segment index lock") = rebuilt;
         SNAPSHOTS_INSTALLED.fetch_add(1, Ordering::Relaxed);
         metrics::counter!(crate::metrics::SNAPSHOTS_INSTALLED).increment(1);
         Ok(())

@@ -21,6 +21,10 @@ pub mod tag {
     pub const TEMPLATE: u8 = b'L';
     /// Meta: a template's latest and active versions, `H | project | type | name`.
     pub const TEMPLATE_HEAD: u8 = b'H';
+    /// Meta: a segment version, `G | project | segment | version (10 digits)`.
+    pub const SEGMENT: u8 = b'G';
+    /// Meta: a segment's latest version, `K | project | segment`.
+    pub const SEGMENT_HEAD: u8 = b'K';
     /// Shard: endpoint record, `E | project | endpoint`.
     pub const ENDPOINT: u8 = b'E';
     /// Shard: user index entry, `U | project | user | endpoint`.
