@@ -438,10 +438,28 @@ impl Cluster {
                 .map_err(management)?;
             return Ok(());
         }
+        // Hand leadership over only to a preferred leader that answered within a few
+        // heartbeats and has the whole log: a frozen or partitioned node would take the
+        // leadership and leave the shard without a leader until it is declared down.
+        let fresh = Duration::from_millis(self.config.cluster.heartbeat_ms * 3);
+        let answering = |node: &NodeId| {
+            metrics
+                .heartbeat
+                .as_ref()
+                .and_then(|h| h.get(node).cloned().flatten())
+                .is_some_and(|acked| openraft::Instant::elapsed(&*acked) < fresh)
+        };
+        let caught_up = |node: &NodeId| {
+            replication
+                .get(node)
+                .and_then(|m| m.as_ref())
+                .is_some_and(|matched| matched.index + 10 >= last)
+        };
         if let Some(preferred) = placement.preferred_leader
             && preferred != self.node_id
             && voters.contains(&preferred)
-            && max_lag < 100
+            && answering(&preferred)
+            && caught_up(&preferred)
         {
             tracing::info!(shard, to = preferred, "transferring shard leadership");
             let _ = handle.raft.trigger().transfer_leader(preferred).await;

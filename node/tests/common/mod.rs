@@ -99,6 +99,16 @@ impl Server {
     }
 }
 
+impl Drop for Server {
+    fn drop(&mut self) {
+        // A test that fails half-way must not leave its node running.
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 /// The `herald` binary under test.
 pub fn herald() -> Command {
     Command::new(env!("CARGO_BIN_EXE_herald"))
