@@ -9,6 +9,7 @@ const PROTOS: &[&str] = &[
     "herald/v1/events.proto",
     "herald/v1/cluster.proto",
     "herald/v1/templates.proto",
+    "herald/v1/segments.proto",
     "herald/internal/v1/peer.proto",
 ];
 

@@ -10,6 +10,7 @@ use herald_proto::v1::cluster_server::ClusterServer;
 use herald_proto::v1::endpoints_server::EndpointsServer;
 use herald_proto::v1::events_server::EventsServer;
 use herald_proto::v1::projects_server::ProjectsServer;
+use herald_proto::v1::segments_server::SegmentsServer;
 use herald_proto::v1::templates_server::TemplatesServer;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -22,6 +23,7 @@ use crate::api::endpoints::EndpointsApi;
 use crate::api::events::EventsApi;
 use crate::api::peer::PeerApi;
 use crate::api::projects::ProjectsApi;
+use crate::api::segments::SegmentsApi;
 use crate::api::templates::TemplatesApi;
 use crate::cluster::Cluster;
 use crate::config::Config;
@@ -114,6 +116,10 @@ impl RunningNode {
             )
             .add_service(
                 TemplatesServer::new(TemplatesApi::new(handle.clone()))
+                    .max_decoding_message_size(request_bytes),
+            )
+            .add_service(
+                SegmentsServer::new(SegmentsApi::new(handle.clone()))
                     .max_decoding_message_size(request_bytes),
             )
             .add_service(ClusterServer::new(ClusterApi::new(handle.clone())))

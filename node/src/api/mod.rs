@@ -4,8 +4,8 @@
 //! # Layout
 //! - [`convert`]: proto ⇄ domain, validating inputs with field paths.
 //! - [`status`]: errors → `tonic::Status` and batch item results.
-//! - [`projects`], [`endpoints`], [`events`], [`templates`], [`cluster`]: one adapter per
-//!   public service.
+//! - [`projects`], [`endpoints`], [`events`], [`templates`], [`segments`], [`cluster`]: one
+//!   adapter per public service.
 //! - [`peer`]: the internal peer service (Raft messages, forwarding, joins).
 
 pub mod cluster;
@@ -14,6 +14,7 @@ pub mod endpoints;
 pub mod events;
 pub mod peer;
 pub mod projects;
+pub mod segments;
 pub mod status;
 pub mod templates;
 

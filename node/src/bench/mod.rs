@@ -3,6 +3,7 @@
 //!
 //! # Layout
 //! - [`ingest`]: `herald bench ingest`, concurrent `PutEvents`.
+//! - [`segment`]: `herald bench segment`, estimates over 1,000,000 endpoints.
 //! - [`baseline`]: a no-op server with Herald's API, the transport's ceiling.
 //! - [`load`]: the closed-loop driver: workers, warmup, measured window, latency percentiles.
 //! - [`wire`]: `PutEvents` requests encoded once and responses decoded only to count results.
@@ -14,6 +15,7 @@ pub mod ingest;
 pub mod load;
 pub mod process;
 pub mod report;
+pub mod segment;
 pub mod wire;
 
 pub use report::BenchReport;
@@ -24,6 +26,9 @@ pub enum BenchCommand {
     /// Event ingestion: concurrent PutEvents batches against Herald and against a no-op
     /// baseline server, reporting events/s, latency percentiles and their ratio.
     Ingest(ingest::IngestArgs),
+    /// Segment estimates: a 4-dimension segment over 1,000,000 endpoints in a fresh node,
+    /// against a naive evaluation of the same segment in this process.
+    Segment(segment::SegmentArgs),
     /// Serve the no-op baseline until SIGTERM (what the workloads start as their baseline).
     #[command(hide = true)]
     ServeBaseline,
@@ -33,6 +38,7 @@ pub enum BenchCommand {
 pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
     match command {
         BenchCommand::Ingest(args) => ingest::run(args).await,
+        BenchCommand::Segment(args) => segment::run(args).await,
         BenchCommand::ServeBaseline => baseline::serve_until_signal().await,
     }
 }

@@ -15,10 +15,15 @@ pub struct ServerProcess {
     child: Child,
     /// Where clients connect.
     pub addr: SocketAddr,
+    /// Where its Prometheus metrics are, when it reported them.
+    pub metrics_addr: std::sync::Arc<std::sync::Mutex<Option<String>>>,
 }
 
 /// The line a server prints (stdout or stderr) with its address, after this marker.
 pub const ADDRESS_MARKER: &str = "client_addr=";
+
+/// The marker before the metrics address in a node's log.
+pub const METRICS_MARKER: &str = "metrics=";
 
 impl ServerProcess {
     /// `herald serve` on a fresh data directory, loopback, OS-chosen ports.
@@ -57,16 +62,24 @@ impl ServerProcess {
             .context("cannot start the server process")?;
         let stderr = child.stderr.take().expect("piped stderr");
         let (sender, receiver) = std::sync::mpsc::channel();
+        let metrics_addr = std::sync::Arc::new(std::sync::Mutex::new(None));
+        let metrics_slot = metrics_addr.clone();
         // Keep draining stderr for the whole run so the child never blocks on a full pipe.
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(rest) = line.split(ADDRESS_MARKER).nth(1) {
-                    let _ = sender.send(
+                let value = |marker: &str| {
+                    line.split(marker).nth(1).map(|rest| {
                         rest.split_whitespace()
                             .next()
                             .unwrap_or_default()
-                            .to_string(),
-                    );
+                            .to_string()
+                    })
+                };
+                if let Some(addr) = value(ADDRESS_MARKER) {
+                    let _ = sender.send(addr);
+                }
+                if let Some(addr) = value(METRICS_MARKER) {
+                    *metrics_slot.lock().expect("lock") = Some(addr);
                 }
             }
         });
@@ -82,7 +95,30 @@ impl ServerProcess {
         let addr = addr
             .parse()
             .with_context(|| format!("the server reported an invalid address {addr:?}"))?;
-        Ok(Self { child, addr })
+        Ok(Self {
+            child,
+            addr,
+            metrics_addr,
+        })
+    }
+
+    /// The text of the server's `/metrics` page, when it serves one.
+    pub fn scrape_metrics(&self) -> anyhow::Result<String> {
+        use std::io::{Read, Write};
+        let addr = self
+            .metrics_addr
+            .lock()
+            .expect("lock")
+            .clone()
+            .context("the server did not report a metrics address")?;
+        let mut stream = std::net::TcpStream::connect(&addr)?;
+        write!(stream, "GET /metrics HTTP/1.0\r\nHost: {addr}\r\n\r\n")?;
+        let mut response = String::new();
+        stream.read_to_string(&mut response)?;
+        Ok(response
+            .split_once("\r\n\r\n")
+            .map(|(_, body)| body.to_string())
+            .unwrap_or_default())
     }
 
     /// Stops the server with SIGTERM and waits for it; a non-zero exit is an error.

@@ -7,6 +7,7 @@
 //! - [`import`]: `herald endpoint import`: CSV and JSONL readers, batching.
 //! - [`events`]: `herald events put`: JSONL reader, grouping into `PutEvents`.
 //! - [`bulk`]: what the bulk commands share: concurrent batches, retries, progress, report.
+//! - [`segment`]: `herald segment create|update|get|list|versions|delete|estimate`.
 //! - [`records`]: what users write (flags, CSV cells, JSON lines) and its conversion to proto.
 //! - [`output`]: tables, JSON forms of responses, server errors.
 
@@ -18,6 +19,7 @@ mod import;
 mod output;
 mod project;
 mod records;
+mod segment;
 mod template;
 
 use std::path::PathBuf;
@@ -27,6 +29,7 @@ use anyhow::Context;
 use tonic::transport::{Channel, Endpoint};
 
 use records::{parse_name_number, parse_name_value};
+pub use segment::{SegmentArgs, SegmentCommand};
 
 /// How long to wait for the TCP and HTTP/2 connection to a node.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -47,6 +50,8 @@ pub enum ClientCommand {
     Cluster(ClusterArgs),
     /// Create, version, read, list and delete message templates.
     Template(TemplateArgs),
+    /// Define, version, read, list, delete and estimate segments.
+    Segment(SegmentArgs),
 }
 
 /// `herald template ...`
@@ -504,6 +509,10 @@ pub async fn run(command: ClientCommand) -> anyhow::Result<()> {
         ClientCommand::Template(arguments) => {
             let channel = arguments.connect.connect().await?;
             template::run(channel, arguments.command, arguments.connect.json).await
+        }
+        ClientCommand::Segment(arguments) => {
+            let channel = arguments.connect.connect().await?;
+            segment::run(channel, arguments.command, arguments.connect.json).await
         }
         ClientCommand::Cluster(arguments) => {
             let channel = arguments.connect.connect().await?;

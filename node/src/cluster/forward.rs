@@ -151,14 +151,19 @@ impl Cluster {
                 segment,
                 now_ms,
             } => {
-                let handle = self.local_group(group).ok_or(ForwardError::NotLeader(None))?;
+                let handle = self
+                    .local_group(group)
+                    .ok_or(ForwardError::NotLeader(None))?;
                 if let Err(error) = handle.raft.ensure_linearizable(ReadPolicy::ReadIndex).await {
                     let leader = error.forward_to_leader().and_then(|f| f.leader_id);
                     return Err(ForwardError::NotLeader(leader.or(self.local_leader(group))));
                 }
-                let now = chrono::DateTime::from_timestamp_millis(now_ms).unwrap_or_else(chrono::Utc::now);
+                let now = chrono::DateTime::from_timestamp_millis(now_ms)
+                    .unwrap_or_else(chrono::Utc::now);
                 let indexes = handle.segments.read().expect("segment index lock");
-                let count = indexes.get(&project_id).map_or(0, |index| index.count(&segment, now));
+                let count = indexes
+                    .get(&project_id)
+                    .map_or(0, |index| index.count(&segment, now));
                 Ok(ForwardAnswer::Count(count))
             }
             ForwardOp::Status => {

@@ -20,19 +20,29 @@ fn not_found(segment_id: &str) -> ClusterError {
 }
 
 fn reference_error(error: SegmentError) -> ClusterError {
-    ClusterError::InvalidArgument(vec![FieldViolation::new("source_segments", error.to_string())])
+    ClusterError::InvalidArgument(vec![FieldViolation::new(
+        "source_segments",
+        error.to_string(),
+    )])
 }
 
 impl Cluster {
     /// Loads the segments a definition refers to (transitively) and compiles it.
-    async fn compile_segment(&self, project_id: &str, definition: &SegmentDefinition) -> Result<CompiledSegment> {
+    async fn compile_segment(
+        &self,
+        project_id: &str,
+        definition: &SegmentDefinition,
+    ) -> Result<CompiledSegment> {
         let mut loaded: BTreeMap<SegmentReference, SegmentDefinition> = BTreeMap::new();
         let mut pending: Vec<SegmentReference> = definition.rule.references().cloned().collect();
         while let Some(reference) = pending.pop() {
             if loaded.contains_key(&reference) || loaded.len() > 64 {
                 continue;
             }
-            let record = match self.get_segment(project_id, &reference.id, reference.version).await {
+            let record = match self
+                .get_segment(project_id, &reference.id, reference.version)
+                .await
+            {
                 Ok(record) => record,
                 Err(ClusterError::NotFound(_)) => {
                     return Err(reference_error(SegmentError::UnknownSegment {
@@ -62,17 +72,23 @@ impl Cluster {
             .await?
         {
             MetaResponse::Segment(record) => Ok(record),
-            MetaResponse::SegmentNotFound if create => {
-                Err(ClusterError::AlreadyExists(format!("segment {segment_id:?} exists")))
-            }
+            MetaResponse::SegmentNotFound if create => Err(ClusterError::AlreadyExists(format!(
+                "segment {segment_id:?} exists"
+            ))),
             MetaResponse::SegmentNotFound => Err(not_found(&segment_id)),
             MetaResponse::ProjectNotFound => Err(ClusterError::project_not_found(&project_id)),
-            other => Err(ClusterError::Internal(format!("unexpected answer {other:?}"))),
+            other => Err(ClusterError::Internal(format!(
+                "unexpected answer {other:?}"
+            ))),
         }
     }
 
     /// Creates a segment (validated by the caller) with a new id.
-    pub async fn create_segment(&self, project_id: &str, definition: SegmentDefinition) -> Result<SegmentRecord> {
+    pub async fn create_segment(
+        &self,
+        project_id: &str,
+        definition: SegmentDefinition,
+    ) -> Result<SegmentRecord> {
         self.get_project(project_id).await?;
         self.compile_segment(project_id, &definition).await?;
         let now = now_rfc3339();
@@ -88,7 +104,12 @@ impl Cluster {
     }
 
     /// Writes the next version of a segment.
-    pub async fn update_segment(&self, project_id: &str, segment_id: &str, definition: SegmentDefinition) -> Result<SegmentRecord> {
+    pub async fn update_segment(
+        &self,
+        project_id: &str,
+        segment_id: &str,
+        definition: SegmentDefinition,
+    ) -> Result<SegmentRecord> {
         self.get_segment(project_id, segment_id, None).await?;
         self.compile_segment(project_id, &definition).await?;
         let now = now_rfc3339();
@@ -104,7 +125,12 @@ impl Cluster {
     }
 
     /// A version of a segment; the latest when `version` is None.
-    pub async fn get_segment(&self, project_id: &str, segment_id: &str, version: Option<u32>) -> Result<SegmentRecord> {
+    pub async fn get_segment(
+        &self,
+        project_id: &str,
+        segment_id: &str,
+        version: Option<u32>,
+    ) -> Result<SegmentRecord> {
         self.project(project_id).await?;
         let version = match version {
             Some(version) => version,
@@ -115,21 +141,33 @@ impl Cluster {
         };
         self.read_value(META_GROUP, segment_key(project_id, segment_id, version))
             .await?
-            .ok_or_else(|| ClusterError::NotFound(format!("version {version} of segment {segment_id:?} not found")))
+            .ok_or_else(|| {
+                ClusterError::NotFound(format!(
+                    "version {version} of segment {segment_id:?} not found"
+                ))
+            })
     }
 
     /// The latest version of every segment of a project.
     pub async fn list_segments(&self, project_id: &str) -> Result<Vec<SegmentRecord>> {
         self.project(project_id).await?;
         let heads = self
-            .read_records(META_GROUP, keys::data_key(META_GROUP, tag::SEGMENT_HEAD, &[project_id]))
+            .read_records(
+                META_GROUP,
+                keys::data_key(META_GROUP, tag::SEGMENT_HEAD, &[project_id]),
+            )
             .await?;
         let mut records = Vec::new();
         for (key, value) in heads {
-            let Some(segment_id) = keys::data_fields(&key).into_iter().nth(1) else { continue };
+            let Some(segment_id) = keys::data_fields(&key).into_iter().nth(1) else {
+                continue;
+            };
             let version: u32 = codec::decode(&value).map_err(ClusterError::internal)?;
             if let Some(record) = self
-                .read_value::<SegmentRecord>(META_GROUP, segment_key(project_id, &segment_id, version))
+                .read_value::<SegmentRecord>(
+                    META_GROUP,
+                    segment_key(project_id, &segment_id, version),
+                )
                 .await?
             {
                 records.push(record);
@@ -139,17 +177,28 @@ impl Cluster {
     }
 
     /// Every version of a segment, oldest first.
-    pub async fn segment_versions(&self, project_id: &str, segment_id: &str) -> Result<Vec<SegmentRecord>> {
+    pub async fn segment_versions(
+        &self,
+        project_id: &str,
+        segment_id: &str,
+    ) -> Result<Vec<SegmentRecord>> {
         self.get_segment(project_id, segment_id, None).await?;
-        self.read_records(META_GROUP, keys::data_key(META_GROUP, tag::SEGMENT, &[project_id, segment_id]))
-            .await?
-            .into_iter()
-            .map(|(_, value)| codec::decode(&value).map_err(ClusterError::internal))
-            .collect()
+        self.read_records(
+            META_GROUP,
+            keys::data_key(META_GROUP, tag::SEGMENT, &[project_id, segment_id]),
+        )
+        .await?
+        .into_iter()
+        .map(|(_, value)| codec::decode(&value).map_err(ClusterError::internal))
+        .collect()
     }
 
     /// Deletes every version of a segment; answers the latest as it was.
-    pub async fn delete_segment(&self, project_id: &str, segment_id: &str) -> Result<SegmentRecord> {
+    pub async fn delete_segment(
+        &self,
+        project_id: &str,
+        segment_id: &str,
+    ) -> Result<SegmentRecord> {
         self.project(project_id).await?;
         match self
             .write_meta(MetaCommand::Segment(SegmentCommand::Delete {
@@ -160,18 +209,30 @@ impl Cluster {
         {
             MetaResponse::Segment(record) => Ok(record),
             MetaResponse::SegmentNotFound => Err(not_found(segment_id)),
-            other => Err(ClusterError::Internal(format!("unexpected answer {other:?}"))),
+            other => Err(ClusterError::Internal(format!(
+                "unexpected answer {other:?}"
+            ))),
         }
     }
 
     /// How many endpoints a segment selects now (SEG-4), summed over every shard's leader.
-    pub async fn estimate_segment(&self, project_id: &str, segment_id: &str, version: Option<u32>) -> Result<u64> {
+    pub async fn estimate_segment(
+        &self,
+        project_id: &str,
+        segment_id: &str,
+        version: Option<u32>,
+    ) -> Result<u64> {
         let record = self.get_segment(project_id, segment_id, version).await?;
-        self.estimate_definition(project_id, &record.definition).await
+        self.estimate_definition(project_id, &record.definition)
+            .await
     }
 
     /// How many endpoints a definition selects now.
-    pub async fn estimate_definition(&self, project_id: &str, definition: &SegmentDefinition) -> Result<u64> {
+    pub async fn estimate_definition(
+        &self,
+        project_id: &str,
+        definition: &SegmentDefinition,
+    ) -> Result<u64> {
         let segment = self.compile_segment(project_id, definition).await?;
         let now_ms = chrono::Utc::now().timestamp_millis();
         let counts = (0..self.config.cluster.shards).map(|shard| {
@@ -188,7 +249,11 @@ impl Cluster {
         for answer in join_all(counts).await {
             match answer? {
                 ForwardAnswer::Count(count) => total += count,
-                other => return Err(ClusterError::Internal(format!("unexpected answer {other:?}"))),
+                other => {
+                    return Err(ClusterError::Internal(format!(
+                        "unexpected answer {other:?}"
+                    )));
+                }
             }
         }
         Ok(total)

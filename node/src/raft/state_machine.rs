@@ -23,11 +23,9 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use super::command::{
-    ClusterCommand, Command, CommandResponse, MetaCommand, MetaResponse, PendingIndex, ShardOp,
-    SegmentCommand, ShardOpResult, TemplateCommand, TemplateHead, TemplateWrite,
+    ClusterCommand, Command, CommandResponse, MetaCommand, MetaResponse, PendingIndex,
+    SegmentCommand, ShardOp, ShardOpResult, TemplateCommand, TemplateHead, TemplateWrite,
 };
-use crate::domain::segment::{EndpointFacts, SegmentRecord, parse_instant};
-use crate::domain::segment_index::SegmentIndex;
 use super::{GroupId, META_GROUP, TypeConfig};
 use crate::domain::FieldViolation;
 use crate::domain::endpoint::{Endpoint, validate_address};
@@ -35,6 +33,8 @@ use crate::domain::hashing::cohort_of;
 use crate::domain::limits::Limits;
 use crate::domain::placement::{NodeId, NodeRecord, NodeState, ShardPlacement};
 use crate::domain::project::Project;
+use crate::domain::segment::{EndpointFacts, SegmentRecord, parse_instant};
+use crate::domain::segment_index::SegmentIndex;
 use crate::domain::template::{Template, TemplateType};
 use crate::storage::keys::{self, state, tag};
 use crate::storage::{Store, codec};
@@ -112,7 +112,10 @@ fn last_seen_of(activity: Option<&Activity>) -> Option<chrono::DateTime<chrono::
 }
 
 /// Builds the segment indexes of `group` from its stored endpoints and activity.
-fn build_segment_indexes(store: &Store, group: GroupId) -> io::Result<HashMap<String, SegmentIndex>> {
+fn build_segment_indexes(
+    store: &Store,
+    group: GroupId,
+) -> io::Result<HashMap<String, SegmentIndex>> {
     let mut indexes: HashMap<String, SegmentIndex> = HashMap::new();
     if group == META_GROUP {
         return Ok(indexes);
@@ -122,7 +125,11 @@ fn build_segment_indexes(store: &Store, group: GroupId) -> io::Result<HashMap<St
         let endpoint: Endpoint = codec::decode(&value).map_err(io::Error::other)?;
         let activity: Option<Activity> = store.get(
             &store.data,
-            &keys::data_key(group, tag::ACTIVITY, &[&endpoint.project_id, &endpoint.endpoint_id]),
+            &keys::data_key(
+                group,
+                tag::ACTIVITY,
+                &[&endpoint.project_id, &endpoint.endpoint_id],
+            ),
         )?;
         let facts = EndpointFacts::from_endpoint(&endpoint, last_seen_of(activity.as_ref()));
         indexes
@@ -164,7 +171,10 @@ impl StateMachine {
                     project_id,
                     endpoint_id,
                     facts,
-                } => indexes.entry(project_id).or_default().upsert(&endpoint_id, &facts),
+                } => indexes
+                    .entry(project_id)
+                    .or_default()
+                    .upsert(&endpoint_id, &facts),
                 IndexChange::Remove {
                     project_id,
                     endpoint_id,
@@ -561,7 +571,11 @@ fn apply_template(writer: &mut Writer<'_>, command: &TemplateCommand) -> io::Res
 
 /// Key of a segment version.
 pub fn segment_key(project_id: &str, segment_id: &str, version: u32) -> Vec<u8> {
-    keys::data_key(META_GROUP, tag::SEGMENT, &[project_id, segment_id, &format!("{version:010}")])
+    keys::data_key(
+        META_GROUP,
+        tag::SEGMENT,
+        &[project_id, segment_id, &format!("{version:010}")],
+    )
 }
 
 /// Key of a segment's latest version number.
@@ -582,22 +596,38 @@ fn apply_segment(writer: &mut Writer<'_>, command: &SegmentCommand) -> io::Resul
             let mut stored = record.clone();
             stored.version = version;
             if let Some(previous) = latest
-                && let Some(first) = writer.get::<SegmentRecord>(&segment_key(&record.project_id, &record.segment_id, previous))?
+                && let Some(first) = writer.get::<SegmentRecord>(&segment_key(
+                    &record.project_id,
+                    &record.segment_id,
+                    previous,
+                ))?
             {
                 stored.creation_date = first.creation_date;
             }
-            writer.put(segment_key(&record.project_id, &record.segment_id, version), &stored, Space::Data);
+            writer.put(
+                segment_key(&record.project_id, &record.segment_id, version),
+                &stored,
+                Space::Data,
+            );
             writer.put(head_key, &version, Space::Data);
             MetaResponse::Segment(stored)
         }
-        SegmentCommand::Delete { project_id, segment_id } => {
+        SegmentCommand::Delete {
+            project_id,
+            segment_id,
+        } => {
             let head_key = segment_head_key(project_id, segment_id);
             let Some(latest) = writer.get::<u32>(&head_key)? else {
                 return Ok(MetaResponse::SegmentNotFound);
             };
-            let record: Option<SegmentRecord> = writer.get(&segment_key(project_id, segment_id, latest))?;
+            let record: Option<SegmentRecord> =
+                writer.get(&segment_key(project_id, segment_id, latest))?;
             writer.delete(head_key);
-            writer.delete_prefix(&keys::data_key(META_GROUP, tag::SEGMENT, &[project_id, segment_id]))?;
+            writer.delete_prefix(&keys::data_key(
+                META_GROUP,
+                tag::SEGMENT,
+                &[project_id, segment_id],
+            ))?;
             match record {
                 Some(record) => MetaResponse::Segment(record),
                 None => MetaResponse::SegmentNotFound,
@@ -820,12 +850,18 @@ fn apply_shard_op(
             if existing.is_none() {
                 *endpoints += 1;
             }
-            let activity: Option<Activity> =
-                writer.get(&keys::data_key(group, tag::ACTIVITY, &[project_id, endpoint_id]))?;
+            let activity: Option<Activity> = writer.get(&keys::data_key(
+                group,
+                tag::ACTIVITY,
+                &[project_id, endpoint_id],
+            ))?;
             index_changes.push(IndexChange::Upsert {
                 project_id: project_id.clone(),
                 endpoint_id: endpoint_id.clone(),
-                facts: Box::new(EndpointFacts::from_endpoint(&endpoint, last_seen_of(activity.as_ref()))),
+                facts: Box::new(EndpointFacts::from_endpoint(
+                    &endpoint,
+                    last_seen_of(activity.as_ref()),
+                )),
             });
             writer.put(key, &endpoint, Space::Data);
             ShardOpResult::Endpoint {
@@ -902,11 +938,17 @@ fn apply_shard_op(
                     .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
                     .unwrap_or_default();
                 let moved = match (seen_before, seen) {
-                    (Some(before), Some(after)) => (after - before).num_seconds() >= LAST_SEEN_SLACK_SECONDS,
+                    (Some(before), Some(after)) => {
+                        (after - before).num_seconds() >= LAST_SEEN_SLACK_SECONDS
+                    }
                     _ => true,
                 };
                 if moved
-                    && let Some(endpoint) = writer.get::<Endpoint>(&keys::data_key(group, tag::ENDPOINT, &[project_id, endpoint_id]))?
+                    && let Some(endpoint) = writer.get::<Endpoint>(&keys::data_key(
+                        group,
+                        tag::ENDPOINT,
+                        &[project_id, endpoint_id],
+                    ))?
                 {
                     index_changes.push(IndexChange::Upsert {
                         project_id: project_id.clone(),
