@@ -10,6 +10,7 @@ const PROTOS: &[&str] = &[
     "herald/v1/cluster.proto",
     "herald/v1/templates.proto",
     "herald/v1/segments.proto",
+    "herald/v1/imports.proto",
     "herald/internal/v1/peer.proto",
 ];
 

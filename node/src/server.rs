@@ -9,6 +9,7 @@ use herald_proto::internal::v1::peer_server::PeerServer;
 use herald_proto::v1::cluster_server::ClusterServer;
 use herald_proto::v1::endpoints_server::EndpointsServer;
 use herald_proto::v1::events_server::EventsServer;
+use herald_proto::v1::imports_server::ImportsServer;
 use herald_proto::v1::projects_server::ProjectsServer;
 use herald_proto::v1::segments_server::SegmentsServer;
 use herald_proto::v1::templates_server::TemplatesServer;
@@ -21,6 +22,7 @@ use crate::api::ClusterHandle;
 use crate::api::cluster::ClusterApi;
 use crate::api::endpoints::EndpointsApi;
 use crate::api::events::EventsApi;
+use crate::api::imports::ImportsApi;
 use crate::api::peer::PeerApi;
 use crate::api::projects::ProjectsApi;
 use crate::api::segments::SegmentsApi;
@@ -120,6 +122,10 @@ impl RunningNode {
             )
             .add_service(
                 SegmentsServer::new(SegmentsApi::new(handle.clone()))
+                    .max_decoding_message_size(request_bytes),
+            )
+            .add_service(
+                ImportsServer::new(ImportsApi::new(handle.clone()))
                     .max_decoding_message_size(request_bytes),
             )
             .add_service(ClusterServer::new(ClusterApi::new(handle.clone())))

@@ -6,12 +6,14 @@
 //! - [`status`]: errors → `tonic::Status` and batch item results.
 //! - [`projects`], [`endpoints`], [`events`], [`templates`], [`segments`], [`cluster`]: one
 //!   adapter per public service.
+//! - [`imports`]: import jobs: the adapter and the job that parses and writes the rows.
 //! - [`peer`]: the internal peer service (Raft messages, forwarding, joins).
 
 pub mod cluster;
 pub mod convert;
 pub mod endpoints;
 pub mod events;
+pub mod imports;
 pub mod peer;
 pub mod projects;
 pub mod segments;

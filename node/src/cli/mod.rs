@@ -5,17 +5,19 @@
 //! - [`project`]: `herald project create|get|list|delete|settings`.
 //! - [`endpoint`]: `herald endpoint put|get|delete|user|delete-user`.
 //! - [`import`]: `herald endpoint import`: CSV and JSONL readers, batching.
+//! - [`import_job`]: `herald import create|get|list`: import jobs run by the server.
 //! - [`events`]: `herald events put`: JSONL reader, grouping into `PutEvents`.
 //! - [`bulk`]: what the bulk commands share: concurrent batches, retries, progress, report.
 //! - [`segment`]: `herald segment create|update|get|list|versions|delete|estimate`.
 //! - [`records`]: what users write (flags, CSV cells, JSON lines) and its conversion to proto.
 //! - [`output`]: tables, JSON forms of responses, server errors.
 
-mod bulk;
+pub(crate) mod bulk;
 mod cluster;
 mod endpoint;
 mod events;
-mod import;
+pub(crate) mod import;
+mod import_job;
 mod output;
 mod project;
 mod records;
@@ -52,6 +54,60 @@ pub enum ClientCommand {
     Template(TemplateArgs),
     /// Define, version, read, list, delete and estimate segments.
     Segment(SegmentArgs),
+    /// Import endpoints with jobs the server runs; progress and per-row errors.
+    Import(ImportArgs),
+}
+
+/// `herald import ...`
+#[derive(Debug, clap::Args)]
+pub struct ImportArgs {
+    #[allow(missing_docs)]
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+    #[allow(missing_docs)]
+    #[command(subcommand)]
+    pub command: ImportCommand,
+}
+
+/// The import job commands.
+#[derive(Debug, clap::Subcommand)]
+pub enum ImportCommand {
+    /// Upload a CSV or JSONL file as an import job and wait for it to end.
+    Create(ImportCreateArgs),
+    /// Print a job's state, counts and row errors.
+    Get {
+        /// The project id.
+        #[arg(long)]
+        project: String,
+        /// The job id.
+        #[arg(long)]
+        id: String,
+    },
+    /// List a project's jobs.
+    List {
+        /// The project id.
+        #[arg(long)]
+        project: String,
+    },
+}
+
+/// `herald import create`
+#[derive(Debug, Clone, clap::Args)]
+pub struct ImportCreateArgs {
+    /// The project id.
+    #[arg(long)]
+    pub project: String,
+    /// The file to upload (or, with --on-node, a path on the node's disk).
+    pub file: PathBuf,
+    /// The file format [default: from the extension].
+    #[arg(long, value_enum)]
+    pub format: Option<ImportFormat>,
+    /// Endpoints per write on the server (at most 100).
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u16).range(1..=100))]
+    pub batch_size: u16,
+    /// FILE is on the node's disk: the node reads it, nothing is uploaded.
+    #[arg(long)]
+    pub on_node: bool,
 }
 
 /// `herald template ...`
@@ -509,6 +565,10 @@ pub async fn run(command: ClientCommand) -> anyhow::Result<()> {
         ClientCommand::Template(arguments) => {
             let channel = arguments.connect.connect().await?;
             template::run(channel, arguments.command, arguments.connect.json).await
+        }
+        ClientCommand::Import(arguments) => {
+            let channel = arguments.connect.connect().await?;
+            import_job::run(channel, arguments.command, arguments.connect.json).await
         }
         ClientCommand::Segment(arguments) => {
             let channel = arguments.connect.connect().await?;

@@ -8,11 +8,13 @@
 //! - [`ops`]: projects, endpoints, users and events, built on the routing primitives here.
 //! - [`segments`]: segments, their versions, and estimates over the shards' indexes.
 //! - [`templates`]: message templates and their versions.
+//! - [`imports`]: import job records.
 //! - [`membership`]: joining, the membership and placement loops on the meta leader, the
 //!   reconcile loop on shard leaders, status and removal.
 
 pub mod error;
 pub mod forward;
+pub mod imports;
 pub mod membership;
 pub mod ops;
 pub mod segments;

@@ -6,6 +6,7 @@
 //! - [`project`]: projects and their settings (SPEC PRJ-1, PRJ-2).
 //! - [`limits`]: the configurable limits table of SPEC.
 //! - [`violation`]: a bad field, named by path, with the reason.
+//! - [`import_job`]: import jobs, their states and bounded row errors (SPEC SEG-3, DAT-1).
 //! - [`hashing`]: the stable hash behind shard placement and cohorts.
 //! - [`placement`]: nodes, shard placements and the placement plan.
 //! - [`segment`]: segment definitions, their validation and the plain evaluator (SPEC SEG-1, SEG-2).
@@ -15,6 +16,7 @@
 pub mod endpoint;
 pub mod event;
 pub mod hashing;
+pub mod import_job;
 pub mod limits;
 pub mod placement;
 pub mod project;

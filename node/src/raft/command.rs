@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::domain::FieldViolation;
 use crate::domain::endpoint::{Endpoint, EndpointInput};
 use crate::domain::event::Event;
+use crate::domain::import_job::ImportJob;
 use crate::domain::placement::{NodeId, NodeRecord, NodeState, ShardPlacement};
 use crate::domain::project::{Project, ProjectSettings};
 use crate::domain::segment::SegmentRecord;
@@ -47,6 +48,8 @@ pub enum MetaCommand {
     Template(TemplateCommand),
     /// Segments.
     Segment(SegmentCommand),
+    /// Import jobs.
+    Import(ImportCommand),
     /// Registers event types of a project up to `limit` distinct types; answers which of
     /// `event_types` are now registered.
     RegisterEventTypes {
@@ -123,6 +126,16 @@ pub enum SegmentCommand {
         /// The segment.
         segment_id: String,
     },
+}
+
+/// Import job commands of the meta group.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum ImportCommand {
+    /// Stores a new job; refused if its project does not exist.
+    Put(ImportJob),
+    /// Replaces a job's progress; refused if the job does not exist (its project was
+    /// deleted meanwhile) or has already ended.
+    Update(ImportJob),
 }
 
 /// Latest and active versions of a template.
@@ -292,6 +305,10 @@ pub enum MetaResponse {
     Segment(SegmentRecord),
     /// The segment does not exist, or exists already when creating.
     SegmentNotFound,
+    /// An import job after the command.
+    ImportJob(ImportJob),
+    /// The import job does not exist or has ended.
+    ImportJobNotFound,
     /// Done.
     Done,
     /// Which requested event types are registered; the rest exceed the limit.

@@ -23,13 +23,15 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use super::command::{
-    ClusterCommand, Command, CommandResponse, MetaCommand, MetaResponse, PendingIndex,
-    SegmentCommand, ShardOp, ShardOpResult, TemplateCommand, TemplateHead, TemplateWrite,
+    ClusterCommand, Command, CommandResponse, ImportCommand, MetaCommand, MetaResponse,
+    PendingIndex, SegmentCommand, ShardOp, ShardOpResult, TemplateCommand, TemplateHead,
+    TemplateWrite,
 };
 use super::{GroupId, META_GROUP, TypeConfig};
 use crate::domain::FieldViolation;
 use crate::domain::endpoint::{Endpoint, validate_address};
 use crate::domain::hashing::cohort_of;
+use crate::domain::import_job::ImportJob;
 use crate::domain::limits::Limits;
 use crate::domain::placement::{NodeId, NodeRecord, NodeState, ShardPlacement};
 use crate::domain::project::Project;
@@ -378,11 +380,13 @@ fn apply_meta(
             writer.delete_prefix(&keys::data_key(group, tag::TEMPLATE_HEAD, &[project_id]))?;
             writer.delete_prefix(&keys::data_key(group, tag::SEGMENT, &[project_id]))?;
             writer.delete_prefix(&keys::data_key(group, tag::SEGMENT_HEAD, &[project_id]))?;
+            writer.delete_prefix(&keys::data_key(group, tag::IMPORT_JOB, &[project_id]))?;
             MetaResponse::Project(project)
         }
         MetaCommand::Cluster(command) => apply_cluster(group, writer, command)?,
         MetaCommand::Template(command) => apply_template(writer, command)?,
         MetaCommand::Segment(command) => apply_segment(writer, command)?,
+        MetaCommand::Import(command) => apply_import(writer, command)?,
         MetaCommand::RegisterEventTypes {
             project_id,
             event_types,
@@ -631,6 +635,38 @@ fn apply_segment(writer: &mut Writer<'_>, command: &SegmentCommand) -> io::Resul
             match record {
                 Some(record) => MetaResponse::Segment(record),
                 None => MetaResponse::SegmentNotFound,
+            }
+        }
+    })
+}
+
+/// Key of an import job.
+pub fn import_job_key(project_id: &str, job_id: &str) -> Vec<u8> {
+    keys::data_key(META_GROUP, tag::IMPORT_JOB, &[project_id, job_id])
+}
+
+fn apply_import(writer: &mut Writer<'_>, command: &ImportCommand) -> io::Result<MetaResponse> {
+    Ok(match command {
+        ImportCommand::Put(job) => {
+            let project_key = keys::data_key(META_GROUP, tag::PROJECT, &[&job.project_id]);
+            if writer.get::<Project>(&project_key)?.is_none() {
+                return Ok(MetaResponse::ProjectNotFound);
+            }
+            writer.put(
+                import_job_key(&job.project_id, &job.job_id),
+                job,
+                Space::Data,
+            );
+            MetaResponse::ImportJob(job.clone())
+        }
+        ImportCommand::Update(job) => {
+            let key = import_job_key(&job.project_id, &job.job_id);
+            match writer.get::<ImportJob>(&key)? {
+                Some(stored) if !stored.state.is_final() => {
+                    writer.put(key, job, Space::Data);
+                    MetaResponse::ImportJob(job.clone())
+                }
+                _ => MetaResponse::ImportJobNotFound,
             }
         }
     })

@@ -25,6 +25,8 @@ pub mod tag {
     pub const SEGMENT: u8 = b'G';
     /// Meta: a segment's latest version, `K | project | segment`.
     pub const SEGMENT_HEAD: u8 = b'K';
+    /// Meta: an import job, `I | project | job`.
+    pub const IMPORT_JOB: u8 = b'I';
     /// Shard: endpoint record, `E | project | endpoint`.
     pub const ENDPOINT: u8 = b'E';
     /// Shard: user index entry, `U | project | user | endpoint`.
