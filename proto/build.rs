@@ -11,6 +11,8 @@ const PROTOS: &[&str] = &[
     "herald/v1/templates.proto",
     "herald/v1/segments.proto",
     "herald/v1/imports.proto",
+    "herald/v1/channels.proto",
+    "herald/v1/messages.proto",
     "herald/internal/v1/peer.proto",
 ];
 

@@ -9,11 +9,13 @@
 //! - [`api`]: tonic adapters of the `herald.v1` services.
 //! - [`server`]: starting and stopping a node.
 //! - [`metrics`]: every Prometheus metric.
+//! - [`channels`]: delivery of rendered messages to providers.
 //! - [`cli`]: the client commands of the `herald` binary.
 //! - [`bench`]: `herald bench` workloads.
 
 pub mod api;
 pub mod bench;
+pub mod channels;
 pub mod cli;
 pub mod cluster;
 pub mod config;

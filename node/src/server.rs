@@ -6,10 +6,12 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use herald_proto::internal::v1::peer_server::PeerServer;
+use herald_proto::v1::channels_server::ChannelsServer;
 use herald_proto::v1::cluster_server::ClusterServer;
 use herald_proto::v1::endpoints_server::EndpointsServer;
 use herald_proto::v1::events_server::EventsServer;
 use herald_proto::v1::imports_server::ImportsServer;
+use herald_proto::v1::messages_server::MessagesServer;
 use herald_proto::v1::projects_server::ProjectsServer;
 use herald_proto::v1::segments_server::SegmentsServer;
 use herald_proto::v1::templates_server::TemplatesServer;
@@ -19,10 +21,12 @@ use tokio::task::JoinHandle;
 use tonic::transport::server::TcpIncoming;
 
 use crate::api::ClusterHandle;
+use crate::api::channels::ChannelsApi;
 use crate::api::cluster::ClusterApi;
 use crate::api::endpoints::EndpointsApi;
 use crate::api::events::EventsApi;
 use crate::api::imports::ImportsApi;
+use crate::api::messages::MessagesApi;
 use crate::api::peer::PeerApi;
 use crate::api::projects::ProjectsApi;
 use crate::api::segments::SegmentsApi;
@@ -117,6 +121,10 @@ impl RunningNode {
                     .max_decoding_message_size(request_bytes),
             )
             .add_service(
+                MessagesServer::new(MessagesApi::new(handle.clone()))
+                    .max_decoding_message_size(request_bytes),
+            )
+            .add_service(
                 TemplatesServer::new(TemplatesApi::new(handle.clone()))
                     .max_decoding_message_size(request_bytes),
             )
@@ -126,6 +134,10 @@ impl RunningNode {
             )
             .add_service(
                 ImportsServer::new(ImportsApi::new(handle.clone()))
+                    .max_decoding_message_size(request_bytes),
+            )
+            .add_service(
+                ChannelsServer::new(ChannelsApi::new(handle.clone()))
                     .max_decoding_message_size(request_bytes),
             )
             .add_service(ClusterServer::new(ClusterApi::new(handle.clone())))

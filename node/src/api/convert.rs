@@ -14,7 +14,8 @@ use crate::domain::limits::Limits;
 use crate::domain::project::{CampaignHook, CampaignLimits, Project, ProjectSettings, QuietTime};
 use crate::domain::violation::join;
 
-fn channel_from_proto(
+/// A channel type of a request; unspecified is None, an unknown value a violation.
+pub fn channel_from_proto(
     value: i32,
     field: &str,
     violations: &mut Vec<FieldViolation>,

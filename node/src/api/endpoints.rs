@@ -241,4 +241,42 @@ impl Endpoints for EndpointsApi {
         })
         .await
     }
+
+    async fn get_in_app_messages(
+        &self,
+        request: Request<pb::GetInAppMessagesRequest>,
+    ) -> Result<Response<pb::InAppMessagesList>, Status> {
+        observed("GetInAppMessages", async {
+            let request = request.into_inner();
+            check_ids(
+                &[
+                    ("project_id", &request.project_id),
+                    ("endpoint_id", &request.endpoint_id),
+                ],
+                self.cluster.get()?.limits(),
+            )?;
+            let messages = self
+                .cluster
+                .get()?
+                .in_app_messages(&request.project_id, &request.endpoint_id)
+                .await
+                .map_err(to_status)?;
+            Ok(pb::InAppMessagesList {
+                items: messages
+                    .into_iter()
+                    .map(|message| pb::InAppMessage {
+                        message_id: message.message_id,
+                        sent_at: message.sent_at,
+                        layout: message.content.layout,
+                        header: message.content.header,
+                        body: message.content.body,
+                        image_url: message.content.image_url,
+                        button_text: message.content.button_text,
+                        button_url: message.content.button_url,
+                    })
+                    .collect(),
+            })
+        })
+        .await
+    }
 }

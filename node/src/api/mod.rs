@@ -6,14 +6,18 @@
 //! - [`status`]: errors → `tonic::Status` and batch item results.
 //! - [`projects`], [`endpoints`], [`events`], [`templates`], [`segments`], [`cluster`]: one
 //!   adapter per public service.
+//! - [`channels`]: per-project channel settings; secrets are write-only.
+//! - [`messages`]: direct sends and one-time passwords.
 //! - [`imports`]: import jobs: the adapter and the job that parses and writes the rows.
 //! - [`peer`]: the internal peer service (Raft messages, forwarding, joins).
 
+pub mod channels;
 pub mod cluster;
 pub mod convert;
 pub mod endpoints;
 pub mod events;
 pub mod imports;
+pub mod messages;
 pub mod peer;
 pub mod projects;
 pub mod segments;

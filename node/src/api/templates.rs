@@ -25,7 +25,8 @@ impl TemplatesApi {
     }
 }
 
-fn email_from(t: pb::EmailTemplate) -> TemplateContent {
+/// Inline email content of a request.
+pub fn email_from(t: pb::EmailTemplate) -> TemplateContent {
     TemplateContent::Email(EmailTemplate {
         subject: t.subject,
         html_part: t.html_part,
@@ -33,11 +34,13 @@ fn email_from(t: pb::EmailTemplate) -> TemplateContent {
     })
 }
 
-fn sms_from(t: pb::SmsTemplate) -> TemplateContent {
+/// Inline sms content of a request.
+pub fn sms_from(t: pb::SmsTemplate) -> TemplateContent {
     TemplateContent::Sms(SmsTemplate { body: t.body })
 }
 
-fn push_from(t: pb::PushTemplate) -> TemplateContent {
+/// Inline push content of a request.
+pub fn push_from(t: pb::PushTemplate) -> TemplateContent {
     TemplateContent::Push(PushTemplate {
         title: t.title,
         body: t.body,
@@ -49,7 +52,8 @@ fn push_from(t: pb::PushTemplate) -> TemplateContent {
     })
 }
 
-fn voice_from(t: pb::VoiceTemplate) -> TemplateContent {
+/// Inline voice content of a request.
+pub fn voice_from(t: pb::VoiceTemplate) -> TemplateContent {
     TemplateContent::Voice(VoiceTemplate {
         body: t.body,
         language_code: t.language_code,
@@ -57,7 +61,8 @@ fn voice_from(t: pb::VoiceTemplate) -> TemplateContent {
     })
 }
 
-fn in_app_from(t: pb::InAppTemplate) -> TemplateContent {
+/// Inline in-app content of a request.
+pub fn in_app_from(t: pb::InAppTemplate) -> TemplateContent {
     TemplateContent::InApp(InAppTemplate {
         layout: t.layout,
         header: t.header,

@@ -8,11 +8,14 @@
 //! - [`import_job`]: `herald import create|get|list`: import jobs run by the server.
 //! - [`events`]: `herald events put`: JSONL reader, grouping into `PutEvents`.
 //! - [`bulk`]: what the bulk commands share: concurrent batches, retries, progress, report.
+//! - [`send`]: `herald send message|otp` and `herald verify-otp`.
+//! - [`channel`]: `herald channel email|get|delete`: a project's channel settings.
 //! - [`segment`]: `herald segment create|update|get|list|versions|delete|estimate`.
 //! - [`records`]: what users write (flags, CSV cells, JSON lines) and its conversion to proto.
 //! - [`output`]: tables, JSON forms of responses, server errors.
 
 pub(crate) mod bulk;
+mod channel;
 mod cluster;
 mod endpoint;
 mod events;
@@ -22,6 +25,7 @@ mod output;
 mod project;
 mod records;
 mod segment;
+mod send;
 mod template;
 
 use std::path::PathBuf;
@@ -30,8 +34,10 @@ use std::time::Duration;
 use anyhow::Context;
 use tonic::transport::{Channel, Endpoint};
 
+pub use channel::{ChannelArgs, ChannelCommand};
 use records::{parse_name_number, parse_name_value};
 pub use segment::{SegmentArgs, SegmentCommand};
+pub use send::{SendArgs, SendCommand, VerifyOtpArgs};
 
 /// How long to wait for the TCP and HTTP/2 connection to a node.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -56,6 +62,12 @@ pub enum ClientCommand {
     Segment(SegmentArgs),
     /// Import endpoints with jobs the server runs; progress and per-row errors.
     Import(ImportArgs),
+    /// Send messages to addresses or users, or a one-time password.
+    Send(SendArgs),
+    /// Check a one-time password.
+    VerifyOtp(VerifyOtpArgs),
+    /// Configure, read and delete a project's channels (SMTP server, providers).
+    Channel(ChannelArgs),
 }
 
 /// `herald import ...`
@@ -583,6 +595,18 @@ pub async fn run(command: ClientCommand) -> anyhow::Result<()> {
             match arguments.command {
                 EventsCommand::Put(put) => events::run(channel, put, arguments.connect.json).await,
             }
+        }
+        ClientCommand::Send(arguments) => {
+            let channel = arguments.connect.connect().await?;
+            send::run(channel, arguments.command, arguments.connect.json).await
+        }
+        ClientCommand::Channel(arguments) => {
+            let channel = arguments.connect.connect().await?;
+            channel::run(channel, arguments.command, arguments.connect.json).await
+        }
+        ClientCommand::VerifyOtp(arguments) => {
+            let channel = arguments.connect.connect().await?;
+            send::verify(channel, arguments).await
         }
     }
 }

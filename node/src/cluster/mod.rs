@@ -3,19 +3,23 @@
 //! the background loops that keep membership and placement right.
 //!
 //! # Layout
+//! - [`channels`]: channel settings of projects.
 //! - [`error`]: what an operation can fail with, in terms a client can act on.
 //! - [`forward`]: operations for a group's leader and how a leader executes them.
 //! - [`ops`]: projects, endpoints, users and events, built on the routing primitives here.
 //! - [`segments`]: segments, their versions, and estimates over the shards' indexes.
 //! - [`templates`]: message templates and their versions.
 //! - [`imports`]: import job records.
+//! - [`messages`]: direct sends, in-app inboxes and one-time passwords.
 //! - [`membership`]: joining, the membership and placement loops on the meta leader, the
 //!   reconcile loop on shard leaders, status and removal.
 
+pub mod channels;
 pub mod error;
 pub mod forward;
 pub mod imports;
 pub mod membership;
+pub mod messages;
 pub mod ops;
 pub mod segments;
 pub mod templates;
@@ -88,6 +92,8 @@ pub struct Cluster {
     stop_signal: tokio::sync::Notify,
     /// The background loops, awaited on shutdown.
     loops: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    /// Where messages go on channels a project has not configured.
+    outbox: Arc<crate::channels::outbox::OutboxProvider>,
 }
 
 impl Cluster {
@@ -137,6 +143,9 @@ impl Cluster {
             .map_err(ClusterError::internal)?,
         );
         let router = PeerRouter::new(node_id, config.cluster.secret.clone());
+        let outbox = Arc::new(crate::channels::outbox::OutboxProvider::new(
+            &config.server.data_dir,
+        ));
         let cluster = Arc::new(Self {
             node_id,
             config,
@@ -153,6 +162,7 @@ impl Cluster {
             stopping: AtomicBool::new(false),
             stop_signal: tokio::sync::Notify::new(),
             loops: std::sync::Mutex::new(Vec::new()),
+            outbox,
         });
         cluster.learn_peer_addresses();
         let meta = cluster.ensure_group(META_GROUP).await?;

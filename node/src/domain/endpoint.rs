@@ -250,7 +250,7 @@ pub fn is_e164(number: &str) -> bool {
 }
 
 /// Whether `code` is an upper-case ISO 3166-1 alpha-2 code, e.g. `BR`.
-fn is_country_code(code: &str) -> bool {
+pub fn is_country_code(code: &str) -> bool {
     code.len() == 2 && code.chars().all(|c| c.is_ascii_uppercase())
 }
 

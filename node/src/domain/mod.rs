@@ -1,6 +1,7 @@
 //! Pure rules with no I/O: the records Herald stores and the checks they must pass.
 //!
 //! # Layout
+//! - [`channel`]: per-project channel settings and the origination identity rule (SPEC PRJ-3, CHN-4).
 //! - [`endpoint`]: endpoints, users and their validation (SPEC END-1..4).
 //! - [`event`]: events and their validation (SPEC EVT-1..3).
 //! - [`project`]: projects and their settings (SPEC PRJ-1, PRJ-2).
@@ -11,13 +12,18 @@
 //! - [`placement`]: nodes, shard placements and the placement plan.
 //! - [`segment`]: segment definitions, their validation and the plain evaluator (SPEC SEG-1, SEG-2).
 //! - [`segment_index`]: a shard's columnar index of endpoints for fast segment counts and members.
+//! - [`message`]: direct sends: content per channel, message events, in-app inbox messages.
+//! - [`otp`]: one-time passwords: request rules, the hashed record, verification.
 //! - [`template`]: message templates, their validation and personalization (SPEC TPL-1..3).
 
+pub mod channel;
 pub mod endpoint;
 pub mod event;
 pub mod hashing;
 pub mod import_job;
 pub mod limits;
+pub mod message;
+pub mod otp;
 pub mod placement;
 pub mod project;
 pub mod segment;

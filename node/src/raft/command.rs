@@ -8,9 +8,12 @@
 use serde::{Deserialize, Serialize};
 
 use crate::domain::FieldViolation;
+use crate::domain::channel::{ChannelConfig, ChannelKind};
 use crate::domain::endpoint::{Endpoint, EndpointInput};
 use crate::domain::event::Event;
 use crate::domain::import_job::ImportJob;
+use crate::domain::message::InboxMessage;
+use crate::domain::otp::{OtpRecord, OtpVerdict};
 use crate::domain::placement::{NodeId, NodeRecord, NodeState, ShardPlacement};
 use crate::domain::project::{Project, ProjectSettings};
 use crate::domain::segment::SegmentRecord;
@@ -50,6 +53,8 @@ pub enum MetaCommand {
     Segment(SegmentCommand),
     /// Import jobs.
     Import(ImportCommand),
+    /// Channel settings of projects.
+    Channel(ChannelCommand),
     /// Registers event types of a project up to `limit` distinct types; answers which of
     /// `event_types` are now registered.
     RegisterEventTypes {
@@ -136,6 +141,26 @@ pub enum ImportCommand {
     /// Replaces a job's progress; refused if the job does not exist (its project was
     /// deleted meanwhile) or has already ended.
     Update(ImportJob),
+}
+
+/// Channel settings commands of the meta group (SPEC PRJ-3).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum ChannelCommand {
+    /// Replaces one channel's settings of a project, keeping each stored secret the new
+    /// settings leave empty; refused if the project does not exist.
+    Put {
+        /// The project.
+        project_id: String,
+        /// The channel's new settings.
+        settings: ChannelConfig,
+    },
+    /// Removes one channel's settings; answers whether they existed.
+    Delete {
+        /// The project.
+        project_id: String,
+        /// The channel.
+        channel: ChannelKind,
+    },
 }
 
 /// Latest and active versions of a template.
@@ -250,6 +275,39 @@ pub enum ShardOp {
         /// The project.
         project_id: String,
     },
+    /// Adds an in-app message to an endpoint's inbox.
+    PutInboxMessage {
+        /// The project.
+        project_id: String,
+        /// The endpoint.
+        endpoint_id: String,
+        /// The message.
+        message: InboxMessage,
+    },
+    /// Stores a one-time password under `otp_key`, replacing any earlier code for the same
+    /// destination and reference.
+    PutOtp {
+        /// The project.
+        project_id: String,
+        /// [`crate::domain::otp::otp_key`] of the destination and reference.
+        otp_key: String,
+        /// The hashed code, its expiry and attempts.
+        record: OtpRecord,
+    },
+    /// Judges a verification attempt and consumes the code or one attempt (answers
+    /// `ShardOpResult::Otp`).
+    VerifyOtp {
+        /// The project.
+        project_id: String,
+        /// [`crate::domain::otp::otp_key`] of the destination and reference.
+        otp_key: String,
+        /// The salt the caller hashed with.
+        salt: String,
+        /// The attempted code hashed with `salt`.
+        candidate_hash: String,
+        /// Milliseconds since the Unix epoch of the request.
+        now_ms: i64,
+    },
 }
 
 /// A pending change of the user index, kept in the endpoint's shard until the user's shard
@@ -309,6 +367,10 @@ pub enum MetaResponse {
     ImportJob(ImportJob),
     /// The import job does not exist or has ended.
     ImportJobNotFound,
+    /// One channel's settings as stored (secrets included: the API drops them).
+    Channel(ChannelConfig),
+    /// Whether a deleted channel existed.
+    ChannelDeleted(bool),
     /// Done.
     Done,
     /// Which requested event types are registered; the rest exceed the limit.
@@ -336,6 +398,8 @@ pub enum ShardOpResult {
     /// type, an address that does not fit the stored channel); the field is relative to the
     /// endpoint input.
     Refused(FieldViolation),
+    /// The verdict of a one-time password attempt.
+    Otp(OtpVerdict),
 }
 
 impl std::fmt::Display for Command {

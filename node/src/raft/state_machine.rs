@@ -23,16 +23,18 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use super::command::{
-    ClusterCommand, Command, CommandResponse, ImportCommand, MetaCommand, MetaResponse,
-    PendingIndex, SegmentCommand, ShardOp, ShardOpResult, TemplateCommand, TemplateHead,
-    TemplateWrite,
+    ChannelCommand, ClusterCommand, Command, CommandResponse, ImportCommand, MetaCommand,
+    MetaResponse, PendingIndex, SegmentCommand, ShardOp, ShardOpResult, TemplateCommand,
+    TemplateHead, TemplateWrite,
 };
 use super::{GroupId, META_GROUP, TypeConfig};
 use crate::domain::FieldViolation;
+use crate::domain::channel::{ChannelConfig, ChannelKind};
 use crate::domain::endpoint::{Endpoint, validate_address};
 use crate::domain::hashing::cohort_of;
 use crate::domain::import_job::ImportJob;
 use crate::domain::limits::Limits;
+use crate::domain::otp::{OtpRecord, OtpVerdict};
 use crate::domain::placement::{NodeId, NodeRecord, NodeState, ShardPlacement};
 use crate::domain::project::Project;
 use crate::domain::segment::{EndpointFacts, SegmentRecord, parse_instant};
@@ -381,12 +383,14 @@ fn apply_meta(
             writer.delete_prefix(&keys::data_key(group, tag::SEGMENT, &[project_id]))?;
             writer.delete_prefix(&keys::data_key(group, tag::SEGMENT_HEAD, &[project_id]))?;
             writer.delete_prefix(&keys::data_key(group, tag::IMPORT_JOB, &[project_id]))?;
+            writer.delete_prefix(&keys::data_key(group, tag::CHANNEL, &[project_id]))?;
             MetaResponse::Project(project)
         }
         MetaCommand::Cluster(command) => apply_cluster(group, writer, command)?,
         MetaCommand::Template(command) => apply_template(writer, command)?,
         MetaCommand::Segment(command) => apply_segment(writer, command)?,
         MetaCommand::Import(command) => apply_import(writer, command)?,
+        MetaCommand::Channel(command) => apply_channel(writer, command)?,
         MetaCommand::RegisterEventTypes {
             project_id,
             event_types,
@@ -672,6 +676,47 @@ fn apply_import(writer: &mut Writer<'_>, command: &ImportCommand) -> io::Result<
     })
 }
 
+/// Key of one channel's settings of a project.
+pub fn channel_key(project_id: &str, channel: ChannelKind) -> Vec<u8> {
+    keys::data_key(META_GROUP, tag::CHANNEL, &[project_id, channel.as_str()])
+}
+
+fn apply_channel(writer: &mut Writer<'_>, command: &ChannelCommand) -> io::Result<MetaResponse> {
+    Ok(match command {
+        ChannelCommand::Put {
+            project_id,
+            settings,
+        } => {
+            let project_key = keys::data_key(META_GROUP, tag::PROJECT, &[project_id]);
+            if writer.get::<Project>(&project_key)?.is_none() {
+                return Ok(MetaResponse::ProjectNotFound);
+            }
+            let key = channel_key(project_id, settings.kind());
+            let mut settings = settings.clone();
+            if let Some(stored) = writer.get::<ChannelConfig>(&key)? {
+                settings.keep_secrets_of(&stored);
+            }
+            writer.put(key, &settings, Space::Data);
+            MetaResponse::Channel(settings)
+        }
+        ChannelCommand::Delete {
+            project_id,
+            channel,
+        } => {
+            let project_key = keys::data_key(META_GROUP, tag::PROJECT, &[project_id]);
+            if writer.get::<Project>(&project_key)?.is_none() {
+                return Ok(MetaResponse::ProjectNotFound);
+            }
+            let key = channel_key(project_id, *channel);
+            let existed = writer.get::<ChannelConfig>(&key)?.is_some();
+            if existed {
+                writer.delete(key);
+            }
+            MetaResponse::ChannelDeleted(existed)
+        }
+    })
+}
+
 /// The cluster record: the next node id to give out.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct ClusterRecord {
@@ -931,6 +976,11 @@ fn apply_shard_op(
                 tag::EVENT,
                 &[project_id, endpoint_id],
             ))?;
+            writer.delete_prefix(&keys::data_key(
+                group,
+                tag::INBOX,
+                &[project_id, endpoint_id],
+            ))?;
             *endpoints -= 1;
             let mut pending = Vec::new();
             if !existing.user.user_id.is_empty() {
@@ -1039,11 +1089,57 @@ fn apply_shard_op(
                 tag::PENDING_INDEX,
                 tag::EVENT,
                 tag::ACTIVITY,
+                tag::INBOX,
+                tag::OTP,
             ] {
                 writer.delete_prefix(&keys::data_key(group, record, &[project_id]))?;
             }
             *endpoints -= removed;
             ShardOpResult::Done
+        }
+        ShardOp::PutInboxMessage {
+            project_id,
+            endpoint_id,
+            message,
+        } => {
+            let key = keys::data_key(
+                group,
+                tag::INBOX,
+                &[project_id, endpoint_id, &message.message_id],
+            );
+            writer.put(key, message, Space::Data);
+            ShardOpResult::Done
+        }
+        ShardOp::PutOtp {
+            project_id,
+            otp_key,
+            record,
+        } => {
+            writer.put(
+                keys::data_key(group, tag::OTP, &[project_id, otp_key]),
+                record,
+                Space::Data,
+            );
+            ShardOpResult::Done
+        }
+        ShardOp::VerifyOtp {
+            project_id,
+            otp_key,
+            salt,
+            candidate_hash,
+            now_ms,
+        } => {
+            let key = keys::data_key(group, tag::OTP, &[project_id, otp_key]);
+            let Some(record) = writer.get::<OtpRecord>(&key)? else {
+                return Ok(ShardOpResult::Otp(OtpVerdict::Unknown));
+            };
+            let (verdict, kept) = record.attempt(salt, candidate_hash, *now_ms);
+            match kept {
+                Some(kept) if kept != record => writer.put(key, &kept, Space::Data),
+                Some(_) => {}
+                None => writer.delete(key),
+            }
+            ShardOpResult::Otp(verdict)
         }
     })
 }

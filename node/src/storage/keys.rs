@@ -27,6 +27,8 @@ pub mod tag {
     pub const SEGMENT_HEAD: u8 = b'K';
     /// Meta: an import job, `I | project | job`.
     pub const IMPORT_JOB: u8 = b'I';
+    /// Meta: one channel's settings of a project, `Q | project | channel`.
+    pub const CHANNEL: u8 = b'Q';
     /// Shard: endpoint record, `E | project | endpoint`.
     pub const ENDPOINT: u8 = b'E';
     /// Shard: user index entry, `U | project | user | endpoint`.
@@ -39,6 +41,10 @@ pub mod tag {
     pub const ACTIVITY: u8 = b'A';
     /// Shard: request ids already applied, for deduplicating retried proposals, `R | id`.
     pub const REQUEST: u8 = b'R';
+    /// Shard: an in-app message of an endpoint's inbox, `M | project | endpoint | message id`.
+    pub const INBOX: u8 = b'M';
+    /// Shard: a live one-time password, `O | project | otp key`.
+    pub const OTP: u8 = b'O';
 }
 
 /// Raft state names in the `raft_state` keyspace.
