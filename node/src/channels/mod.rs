@@ -4,10 +4,22 @@
 //! - this file: what a provider is given ([`OutboundMessage`]) and answers
 //!   ([`DeliveryOutcome`]), and the [`Provider`] trait every channel implements.
 //! - [`smtp`]: email over SMTP with lettre (rustls), replies classified into statuses.
+//! - [`apns`]: Apple push over HTTP/2 with ES256 provider tokens.
+//! - [`fcm`]: Android and web push through FCM HTTP v1, with service-account tokens.
+//! - [`http`]: the client and answer classification HTTP providers share.
+//! - [`sms`]: SMS and voice through a provider's HTTP API, from the chosen origination identity.
+//! - [`webhook`]: the custom channel, a signed JSON POST to the customer's URL.
+//! - [`pipeline`]: rate limits, bounded concurrency and retries around every provider send.
 //! - [`outbox`]: JSON lines under the data dir, for channels a project has not configured.
 
+pub mod apns;
+pub mod fcm;
+pub mod http;
 pub mod outbox;
+pub mod pipeline;
+pub mod sms;
 pub mod smtp;
+pub mod webhook;
 
 use std::sync::Arc;
 
@@ -109,21 +121,131 @@ pub trait Provider: Send + Sync {
 /// A shared provider.
 pub type SharedProvider = Arc<dyn Provider>;
 
-/// The provider a message on `channel` goes to: the project's configured provider for the
-/// channel, or the outbox when it has none. In-app messages never come here: they go to the
-/// endpoint's inbox.
+/// The provider a message on `channel` goes to: the project's configured and enabled provider
+/// for the channel, or the outbox when it has none (or its settings are unusable). In-app
+/// messages never come here: they go to the endpoint's inbox.
 pub fn provider_for(
     channel: ChannelType,
     settings: &crate::domain::channel::ChannelSettings,
     outbox: &Arc<OutboxProvider>,
 ) -> SharedProvider {
-    if channel == ChannelType::Email
-        && let Some(email) = settings.enabled_email()
-    {
-        match smtp::SmtpProvider::new(email) {
-            Ok(provider) => return Arc::new(provider),
-            Err(error) => tracing::warn!(%error, "email channel unusable; using the outbox"),
+    match configured_provider(channel, settings) {
+        Some(Ok(provider)) => provider,
+        Some(Err(error)) => {
+            tracing::warn!(channel = channel.as_str(), %error, "channel unusable; using the outbox");
+            Arc::clone(outbox) as SharedProvider
         }
+        None => Arc::clone(outbox) as SharedProvider,
     }
-    Arc::clone(outbox) as SharedProvider
+}
+
+/// The provider of `channel` when the project configured and enabled it.
+fn configured_provider(
+    channel: ChannelType,
+    settings: &crate::domain::channel::ChannelSettings,
+) -> Option<Result<SharedProvider, String>> {
+    use crate::domain::channel::OriginationUse;
+    fn shared<P: Provider + 'static>(provider: P) -> SharedProvider {
+        Arc::new(provider)
+    }
+    Some(match channel {
+        ChannelType::Email => smtp::SmtpProvider::new(settings.enabled_email()?)
+            .map(shared)
+            .map_err(|e| e.to_string()),
+        ChannelType::Sms => {
+            let sms = settings.sms.as_ref().filter(|c| c.enabled)?;
+            sms::PhoneProvider::new(sms, OriginationUse::Sms)
+                .map(shared)
+                .map_err(|e| e.to_string())
+        }
+        ChannelType::Voice => {
+            let voice = settings.voice.as_ref().filter(|c| c.enabled)?;
+            sms::PhoneProvider::new(voice, OriginationUse::Voice)
+                .map(shared)
+                .map_err(|e| e.to_string())
+        }
+        ChannelType::Custom => {
+            let custom = settings.custom.as_ref().filter(|c| c.enabled)?;
+            webhook::WebhookProvider::new(custom)
+                .map(shared)
+                .map_err(|e| e.to_string())
+        }
+        ChannelType::Apns | ChannelType::ApnsSandbox => {
+            let apns = settings.apns.as_ref().filter(|c| c.enabled)?;
+            apns::ApnsProvider::new(apns, channel == ChannelType::ApnsSandbox)
+                .map(shared)
+                .map_err(|e| e.to_string())
+        }
+        ChannelType::Gcm => {
+            let fcm = settings.fcm.as_ref().filter(|c| c.enabled)?;
+            fcm::FcmProvider::new(fcm)
+                .map(shared)
+                .map_err(|e| e.to_string())
+        }
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::channel::{ChannelSettings, CustomChannel, PhoneChannel};
+
+    /// Only a configured and enabled channel gets its provider; anything else, including a
+    /// channel whose settings cannot make a provider, goes to the outbox.
+    #[test]
+    fn configured_enabled_channels_get_their_provider_and_others_the_outbox() {
+        let data_dir = tempfile::tempdir().unwrap();
+        let outbox = Arc::new(OutboxProvider::new(data_dir.path()));
+        let is_outbox = |provider: &SharedProvider| {
+            std::ptr::addr_eq(Arc::as_ptr(provider), Arc::as_ptr(&outbox))
+        };
+        let mut settings = ChannelSettings::default();
+        assert!(is_outbox(&provider_for(
+            ChannelType::Custom,
+            &settings,
+            &outbox
+        )));
+        settings.custom = Some(CustomChannel {
+            enabled: false,
+            url: "http://127.0.0.1:9/hook".into(),
+            hmac_secret: "s".into(),
+        });
+        assert!(is_outbox(&provider_for(
+            ChannelType::Custom,
+            &settings,
+            &outbox
+        )));
+        settings.custom.as_mut().unwrap().enabled = true;
+        assert!(!is_outbox(&provider_for(
+            ChannelType::Custom,
+            &settings,
+            &outbox
+        )));
+        settings.sms = Some(PhoneChannel {
+            enabled: true,
+            base_url: "http://127.0.0.1:9".into(),
+            ..PhoneChannel::default()
+        });
+        assert!(!is_outbox(&provider_for(
+            ChannelType::Sms,
+            &settings,
+            &outbox
+        )));
+        assert!(is_outbox(&provider_for(
+            ChannelType::Voice,
+            &settings,
+            &outbox
+        )));
+        settings.fcm = Some(crate::domain::channel::FcmChannel {
+            enabled: true,
+            service_account_json: "{}".into(),
+            ..Default::default()
+        });
+        assert!(is_outbox(&provider_for(
+            ChannelType::Gcm,
+            &settings,
+            &outbox
+        )));
+    }
 }

@@ -18,6 +18,8 @@ use crate::domain::message::{InboxMessage, content_type_for, send_event_type};
 use crate::domain::otp::{
     OtpRecord, OtpSpec, OtpVerdict, code_from, hash_code, otp_key, otp_message,
 };
+use crate::domain::placement::NodeState;
+use crate::domain::rate::channel_rate;
 use crate::domain::template::{
     CompiledTemplate, EmailTemplate, RenderContext, RenderedMessage, SmsTemplate, TemplateContent,
     TemplateType, VoiceTemplate,
@@ -219,12 +221,57 @@ impl Cluster {
                     address: endpoint.address.clone(),
                     content,
                 };
-                provider_for(channel, settings, &self.outbox)
-                    .send(&message)
-                    .await
+                self.send_through_provider(settings, &message).await
             }
         };
+        if outcome.mark_inactive && !endpoint.endpoint_id.is_empty() {
+            self.mark_endpoint_inactive(&endpoint.project_id, &endpoint.endpoint_id)
+                .await;
+        }
         SendResult::new(&message_id, outcome)
+    }
+
+    /// Hands a message to its channel's provider through the delivery pipeline: the project's
+    /// rate limit for the channel (this node's share of it), bounded concurrency and retries.
+    async fn send_through_provider(
+        &self,
+        settings: &ChannelSettings,
+        message: &OutboundMessage,
+    ) -> DeliveryOutcome {
+        let provider = provider_for(message.channel, settings, &self.outbox);
+        let rate = channel_rate(settings, message.channel);
+        self.delivery
+            .send(provider.as_ref(), message, rate, self.active_node_count())
+            .await
+    }
+
+    /// Active nodes as this node's meta copy knows them (at least one: this node), among
+    /// which channel rate limits are shared.
+    fn active_node_count(&self) -> usize {
+        self.local_nodes()
+            .map(|nodes| {
+                nodes
+                    .iter()
+                    .filter(|node| node.state == NodeState::Active)
+                    .count()
+            })
+            .unwrap_or(1)
+            .max(1)
+    }
+
+    /// Sets a stored endpoint INACTIVE after its provider said the address or token does not
+    /// exist, so it is never sent to again (SPEC CHN-3). The message is out already, so a
+    /// failure is logged rather than failing the send.
+    async fn mark_endpoint_inactive(&self, project_id: &str, endpoint_id: &str) {
+        let index = self.shard_index(project_id, endpoint_id);
+        let op = ShardOp::SetEndpointStatus {
+            project_id: project_id.to_string(),
+            endpoint_id: endpoint_id.to_string(),
+            status: EndpointStatus::Inactive,
+        };
+        if let Err(error) = self.propose(index, op).await {
+            tracing::warn!(%error, project_id, endpoint_id, "endpoint not marked inactive");
+        }
     }
 
     /// Keeps an in-app message in a stored endpoint's inbox.
@@ -435,9 +482,7 @@ impl Cluster {
             content,
         };
         let settings = self.get_channel_settings(project_id).await?;
-        let outcome = provider_for(spec.channel, &settings, &self.outbox)
-            .send(&message)
-            .await;
+        let outcome = self.send_through_provider(&settings, &message).await;
         Ok(SendResult::new(&message_id, outcome))
     }
 

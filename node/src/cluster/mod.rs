@@ -94,6 +94,8 @@ pub struct Cluster {
     loops: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
     /// Where messages go on channels a project has not configured.
     outbox: Arc<crate::channels::outbox::OutboxProvider>,
+    /// Rate limits, concurrency bounds and retries of provider sends made on this node.
+    delivery: crate::channels::pipeline::Delivery,
 }
 
 impl Cluster {
@@ -163,6 +165,7 @@ impl Cluster {
             stop_signal: tokio::sync::Notify::new(),
             loops: std::sync::Mutex::new(Vec::new()),
             outbox,
+            delivery: Default::default(),
         });
         cluster.learn_peer_addresses();
         let meta = cluster.ensure_group(META_GROUP).await?;

@@ -13,6 +13,7 @@
 //! - [`segment`]: segment definitions, their validation and the plain evaluator (SPEC SEG-1, SEG-2).
 //! - [`segment_index`]: a shard's columnar index of endpoints for fast segment counts and members.
 //! - [`message`]: direct sends: content per channel, message events, in-app inbox messages.
+//! - [`rate`]: the token bucket behind channel rate limits and each channel's limit (SPEC CHN-2).
 //! - [`otp`]: one-time passwords: request rules, the hashed record, verification.
 //! - [`template`]: message templates, their validation and personalization (SPEC TPL-1..3).
 
@@ -26,6 +27,7 @@ pub mod message;
 pub mod otp;
 pub mod placement;
 pub mod project;
+pub mod rate;
 pub mod segment;
 pub mod segment_index;
 pub mod template;

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::domain::FieldViolation;
 use crate::domain::channel::{ChannelConfig, ChannelKind};
-use crate::domain::endpoint::{Endpoint, EndpointInput};
+use crate::domain::endpoint::{Endpoint, EndpointInput, EndpointStatus};
 use crate::domain::event::Event;
 use crate::domain::import_job::ImportJob;
 use crate::domain::message::InboxMessage;
@@ -274,6 +274,16 @@ pub enum ShardOp {
     DeleteProjectData {
         /// The project.
         project_id: String,
+    },
+    /// Sets an endpoint's status (a provider said its address or token does not exist) and
+    /// updates the segment index; an absent endpoint is left absent.
+    SetEndpointStatus {
+        /// The project.
+        project_id: String,
+        /// The endpoint.
+        endpoint_id: String,
+        /// The new status.
+        status: EndpointStatus,
     },
     /// Adds an in-app message to an endpoint's inbox.
     PutInboxMessage {

@@ -1097,6 +1097,38 @@ fn apply_shard_op(
             *endpoints -= removed;
             ShardOpResult::Done
         }
+        ShardOp::SetEndpointStatus {
+            project_id,
+            endpoint_id,
+            status,
+        } => {
+            let key = keys::data_key(group, tag::ENDPOINT, &[project_id, endpoint_id]);
+            let Some(mut endpoint) = writer.get::<Endpoint>(&key)? else {
+                return Ok(ShardOpResult::Endpoint {
+                    endpoint: None,
+                    pending: Vec::new(),
+                });
+            };
+            endpoint.status = *status;
+            let activity: Option<Activity> = writer.get(&keys::data_key(
+                group,
+                tag::ACTIVITY,
+                &[project_id, endpoint_id],
+            ))?;
+            index_changes.push(IndexChange::Upsert {
+                project_id: project_id.clone(),
+                endpoint_id: endpoint_id.clone(),
+                facts: Box::new(EndpointFacts::from_endpoint(
+                    &endpoint,
+                    last_seen_of(activity.as_ref()),
+                )),
+            });
+            writer.put(key, &endpoint, Space::Data);
+            ShardOpResult::Endpoint {
+                endpoint: Some(Box::new(endpoint)),
+                pending: Vec::new(),
+            }
+        }
         ShardOp::PutInboxMessage {
             project_id,
             endpoint_id,
