@@ -13,6 +13,8 @@ const PROTOS: &[&str] = &[
     "herald/v1/imports.proto",
     "herald/v1/channels.proto",
     "herald/v1/messages.proto",
+    "herald/v1/campaigns.proto",
+    "herald/v1/analytics.proto",
     "herald/internal/v1/peer.proto",
 ];
 

@@ -6,6 +6,8 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use herald_proto::internal::v1::peer_server::PeerServer;
+use herald_proto::v1::analytics_server::AnalyticsServer;
+use herald_proto::v1::campaigns_server::CampaignsServer;
 use herald_proto::v1::channels_server::ChannelsServer;
 use herald_proto::v1::cluster_server::ClusterServer;
 use herald_proto::v1::endpoints_server::EndpointsServer;
@@ -21,6 +23,7 @@ use tokio::task::JoinHandle;
 use tonic::transport::server::TcpIncoming;
 
 use crate::api::ClusterHandle;
+use crate::api::campaigns::{AnalyticsApi, CampaignsApi};
 use crate::api::channels::ChannelsApi;
 use crate::api::cluster::ClusterApi;
 use crate::api::endpoints::EndpointsApi;
@@ -130,6 +133,14 @@ impl RunningNode {
             )
             .add_service(
                 SegmentsServer::new(SegmentsApi::new(handle.clone()))
+                    .max_decoding_message_size(request_bytes),
+            )
+            .add_service(
+                CampaignsServer::new(CampaignsApi::new(handle.clone()))
+                    .max_decoding_message_size(request_bytes),
+            )
+            .add_service(
+                AnalyticsServer::new(AnalyticsApi::new(handle.clone()))
                     .max_decoding_message_size(request_bytes),
             )
             .add_service(

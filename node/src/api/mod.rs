@@ -8,9 +8,11 @@
 //!   adapter per public service.
 //! - [`channels`]: per-project channel settings; secrets are write-only.
 //! - [`messages`]: direct sends and one-time passwords.
+//! - [`campaigns`]: campaigns with their versions and runs, and campaign KPIs (Analytics).
 //! - [`imports`]: import jobs: the adapter and the job that parses and writes the rows.
 //! - [`peer`]: the internal peer service (Raft messages, forwarding, joins).
 
+pub mod campaigns;
 pub mod channels;
 pub mod cluster;
 pub mod convert;

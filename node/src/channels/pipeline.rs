@@ -85,39 +85,79 @@ impl Delivery {
         rate_per_second: Option<u32>,
         active_nodes: usize,
     ) -> DeliveryOutcome {
-        let share = rate_per_second.map(|rate| node_share(rate, active_nodes));
-        let (admitted, in_flight) = {
-            let mut gates = self.gates.lock().unwrap_or_else(|e| e.into_inner());
-            let gate = gates
-                .entry((message.project_id.clone(), message.channel))
-                .or_insert_with(|| ChannelGate {
-                    share: None,
-                    limiter: None,
-                    in_flight: Arc::new(Semaphore::new(IN_FLIGHT_PER_CHANNEL)),
-                });
-            if gate.share != share {
-                gate.share = share;
-                // One second of the share at once, and always at least one send.
-                gate.limiter =
-                    share.map(|share| RateLimiter::new(share, share.ceil().max(1.0) as u32));
-            }
-            let now = tokio::time::Instant::now().into_std();
-            let admitted = gate
-                .limiter
-                .as_mut()
-                .is_none_or(|limiter| limiter.try_take(now));
-            (admitted, Arc::clone(&gate.in_flight))
-        };
-        if !admitted {
-            return DeliveryOutcome::new(
-                DeliveryStatus::Throttled,
-                format!(
-                    "over the rate limit of {} messages per second for channel {}",
-                    rate_per_second.unwrap_or_default(),
-                    message.channel.as_str()
-                ),
-            );
+        self.send_with(provider, message, rate_per_second, active_nodes, false)
+            .await
+    }
+
+    /// Like [`Self::send`], but a send over the rate waits for its turn instead of answering
+    /// THROTTLED, so a burst goes out spread at the configured rate (campaigns).
+    pub async fn send_waiting(
+        &self,
+        provider: &dyn Provider,
+        message: &OutboundMessage,
+        rate_per_second: Option<u32>,
+        active_nodes: usize,
+    ) -> DeliveryOutcome {
+        self.send_with(provider, message, rate_per_second, active_nodes, true)
+            .await
+    }
+
+    /// Takes a grant of the channel's rate: `Ok` with the channel's in-flight permits, or
+    /// `Err` with the instant the next grant is available.
+    fn admit(
+        &self,
+        message: &OutboundMessage,
+        share: Option<f64>,
+    ) -> Result<Arc<Semaphore>, tokio::time::Instant> {
+        let mut gates = self.gates.lock().unwrap_or_else(|e| e.into_inner());
+        let gate = gates
+            .entry((message.project_id.clone(), message.channel))
+            .or_insert_with(|| ChannelGate {
+                share: None,
+                limiter: None,
+                in_flight: Arc::new(Semaphore::new(IN_FLIGHT_PER_CHANNEL)),
+            });
+        if gate.share != share {
+            gate.share = share;
+            // One second of the share at once, and always at least one send.
+            gate.limiter = share.map(|share| RateLimiter::new(share, share.ceil().max(1.0) as u32));
         }
+        let now = tokio::time::Instant::now();
+        if let Some(limiter) = gate.limiter.as_mut()
+            && !limiter.try_take(now.into_std())
+        {
+            return Err(tokio::time::Instant::from_std(
+                limiter.next_available(now.into_std()),
+            ));
+        }
+        Ok(Arc::clone(&gate.in_flight))
+    }
+
+    async fn send_with(
+        &self,
+        provider: &dyn Provider,
+        message: &OutboundMessage,
+        rate_per_second: Option<u32>,
+        active_nodes: usize,
+        wait: bool,
+    ) -> DeliveryOutcome {
+        let share = rate_per_second.map(|rate| node_share(rate, active_nodes));
+        let in_flight = loop {
+            match self.admit(message, share) {
+                Ok(in_flight) => break in_flight,
+                Err(next) if wait => tokio::time::sleep_until(next).await,
+                Err(_) => {
+                    return DeliveryOutcome::new(
+                        DeliveryStatus::Throttled,
+                        format!(
+                            "over the rate limit of {} messages per second for channel {}",
+                            rate_per_second.unwrap_or_default(),
+                            message.channel.as_str()
+                        ),
+                    );
+                }
+            }
+        };
         let Ok(_permit) = in_flight.acquire_owned().await else {
             return DeliveryOutcome::new(DeliveryStatus::UnknownFailure, "delivery is closed");
         };

@@ -11,10 +11,13 @@
 //! - [`send`]: `herald send message|otp` and `herald verify-otp`.
 //! - [`channel`]: `herald channel email|get|delete`: a project's channel settings.
 //! - [`segment`]: `herald segment create|update|get|list|versions|delete|estimate`.
+//! - [`campaign`]: `herald campaign create|update|get|list|versions|delete|pause|resume|activities`
+//!   and `herald kpi campaign`.
 //! - [`records`]: what users write (flags, CSV cells, JSON lines) and its conversion to proto.
 //! - [`output`]: tables, JSON forms of responses, server errors.
 
 pub(crate) mod bulk;
+mod campaign;
 mod channel;
 mod cluster;
 mod endpoint;
@@ -34,6 +37,7 @@ use std::time::Duration;
 use anyhow::Context;
 use tonic::transport::{Channel, Endpoint};
 
+pub use campaign::{CampaignArgs, CampaignCommand, KpiArgs, KpiCommand};
 pub use channel::{ChannelArgs, ChannelCommand};
 use records::{parse_name_number, parse_name_value};
 pub use segment::{SegmentArgs, SegmentCommand};
@@ -68,6 +72,10 @@ pub enum ClientCommand {
     VerifyOtp(VerifyOtpArgs),
     /// Configure, read and delete a project's channels (SMTP server, providers).
     Channel(ChannelArgs),
+    /// Create, version, read, list, pause, resume and delete campaigns; list their runs.
+    Campaign(CampaignArgs),
+    /// Campaign KPIs per day over a date range.
+    Kpi(KpiArgs),
 }
 
 /// `herald import ...`
@@ -603,6 +611,14 @@ pub async fn run(command: ClientCommand) -> anyhow::Result<()> {
         ClientCommand::Channel(arguments) => {
             let channel = arguments.connect.connect().await?;
             channel::run(channel, arguments.command, arguments.connect.json).await
+        }
+        ClientCommand::Campaign(arguments) => {
+            let channel = arguments.connect.connect().await?;
+            campaign::run(channel, arguments.command, arguments.connect.json).await
+        }
+        ClientCommand::Kpi(arguments) => {
+            let channel = arguments.connect.connect().await?;
+            campaign::run_kpi(channel, arguments.command, arguments.connect.json).await
         }
         ClientCommand::VerifyOtp(arguments) => {
             let channel = arguments.connect.connect().await?;

@@ -103,8 +103,24 @@ impl Cluster {
                     .proposer
                     .as_ref()
                     .ok_or(ForwardError::NotLeader(None))?;
+                // Event campaigns are triggered by the shard leader once the events commit.
+                let triggering = match &op {
+                    ShardOp::PutEvents {
+                        project_id,
+                        endpoint_id,
+                        events,
+                    } if self.has_event_campaigns(project_id) => {
+                        Some((project_id.clone(), endpoint_id.clone(), events.clone()))
+                    }
+                    _ => None,
+                };
                 match proposer.propose(op).await {
-                    Ok(result) => Ok(ForwardAnswer::Shard(result)),
+                    Ok(result) => {
+                        if let Some((project_id, endpoint_id, events)) = triggering {
+                            self.check_triggers(&project_id, &endpoint_id, &events);
+                        }
+                        Ok(ForwardAnswer::Shard(result))
+                    }
                     Err(ProposeError::NotLeader { leader, .. }) => {
                         Err(ForwardError::NotLeader(leader))
                     }

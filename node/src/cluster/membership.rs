@@ -131,7 +131,7 @@ pub fn spawn_loops(cluster: Arc<Cluster>) {
 }
 
 /// Runs `round` every `interval` until the cluster stops.
-fn every<F, Fut>(
+pub(super) fn every<F, Fut>(
     cluster: std::sync::Weak<Cluster>,
     interval: Duration,
     round: F,

@@ -89,9 +89,9 @@ impl SendResult {
 }
 
 /// The request's content compiled once, per kind.
-type Compiled = BTreeMap<TemplateType, Arc<CompiledTemplate>>;
+pub(crate) type Compiled = BTreeMap<TemplateType, Arc<CompiledTemplate>>;
 
-fn new_message_id() -> String {
+pub(crate) fn new_message_id() -> String {
     uuid::Uuid::new_v4().simple().to_string()
 }
 
@@ -135,7 +135,7 @@ fn escape_html(text: &str) -> String {
 
 impl Cluster {
     /// Compiles the request's templates and inline content, each once.
-    async fn compile_content(&self, project_id: &str, content: &SendContent) -> Result<Compiled> {
+    pub(crate) async fn compile_content(&self, project_id: &str, content: &SendContent) -> Result<Compiled> {
         let mut compiled = Compiled::new();
         for (kind, inline) in &content.inline {
             let template = CompiledTemplate::compile(inline, &BTreeMap::new()).map_err(|v| {
@@ -182,18 +182,33 @@ impl Cluster {
                 ),
             );
         }
+        let outcome = self
+            .render_and_send(settings, compiled, endpoint, substitutions, &message_id, false)
+            .await;
+        SendResult::new(&message_id, outcome)
+    }
+
+    /// Renders the message for `endpoint` and hands it to its channel (the inbox for in-app
+    /// messages): over the rate limit it answers THROTTLED, or waits for its turn when `wait`.
+    /// A stored endpoint whose provider says its address does not exist is marked INACTIVE.
+    pub(crate) async fn render_and_send(
+        &self,
+        settings: &ChannelSettings,
+        compiled: &Compiled,
+        endpoint: &Endpoint,
+        substitutions: &BTreeMap<String, Vec<String>>,
+        message_id: &str,
+        wait: bool,
+    ) -> DeliveryOutcome {
         let channel = endpoint.channel_type;
         let kind = content_type_for(channel);
         let Some(template) = compiled.get(&kind) else {
-            return SendResult::new(
-                &message_id,
-                DeliveryOutcome::new(
-                    DeliveryStatus::PermanentFailure,
-                    format!(
-                        "the request has no {} message for channel {}",
-                        kind.as_str(),
-                        channel.as_str()
-                    ),
+            return DeliveryOutcome::new(
+                DeliveryStatus::PermanentFailure,
+                format!(
+                    "the message has no {} content for channel {}",
+                    kind.as_str(),
+                    channel.as_str()
                 ),
             );
         };
@@ -201,19 +216,16 @@ impl Cluster {
         let content = match template.render(&context) {
             Ok(content) => content,
             Err(error) => {
-                return SendResult::new(
-                    &message_id,
-                    DeliveryOutcome::new(DeliveryStatus::PermanentFailure, error.to_string()),
-                );
+                return DeliveryOutcome::new(DeliveryStatus::PermanentFailure, error.to_string());
             }
         };
         let outcome = match (channel, content) {
             (ChannelType::InApp, RenderedMessage::InApp(in_app)) => {
-                self.put_inbox_message(endpoint, &message_id, in_app).await
+                self.put_inbox_message(endpoint, message_id, in_app).await
             }
             (_, content) => {
                 let message = OutboundMessage {
-                    message_id: message_id.clone(),
+                    message_id: message_id.to_string(),
                     project_id: endpoint.project_id.clone(),
                     endpoint_id: (!endpoint.endpoint_id.is_empty())
                         .then(|| endpoint.endpoint_id.clone()),
@@ -221,14 +233,25 @@ impl Cluster {
                     address: endpoint.address.clone(),
                     content,
                 };
-                self.send_through_provider(settings, &message).await
+                let provider = provider_for(message.channel, settings, &self.outbox);
+                let rate = channel_rate(settings, message.channel);
+                let nodes = self.active_node_count();
+                if wait {
+                    self.delivery
+                        .send_waiting(provider.as_ref(), &message, rate, nodes)
+                        .await
+                } else {
+                    self.delivery
+                        .send(provider.as_ref(), &message, rate, nodes)
+                        .await
+                }
             }
         };
         if outcome.mark_inactive && !endpoint.endpoint_id.is_empty() {
             self.mark_endpoint_inactive(&endpoint.project_id, &endpoint.endpoint_id)
                 .await;
         }
-        SendResult::new(&message_id, outcome)
+        outcome
     }
 
     /// Hands a message to its channel's provider through the delivery pipeline: the project's
@@ -247,7 +270,7 @@ impl Cluster {
 
     /// Active nodes as this node's meta copy knows them (at least one: this node), among
     /// which channel rate limits are shared.
-    fn active_node_count(&self) -> usize {
+    pub(crate) fn active_node_count(&self) -> usize {
         self.local_nodes()
             .map(|nodes| {
                 nodes

@@ -3,6 +3,9 @@
 //! the background loops that keep membership and placement right.
 //!
 //! # Layout
+//! - [`campaigns`]: campaign versions, runs and KPIs; the scheduler on the meta leader.
+//! - [`campaign_exec`]: each shard leader's part of a run, event triggers, re-dispatch of
+//!   intents without an outcome after a failover.
 //! - [`channels`]: channel settings of projects.
 //! - [`error`]: what an operation can fail with, in terms a client can act on.
 //! - [`forward`]: operations for a group's leader and how a leader executes them.
@@ -14,6 +17,8 @@
 //! - [`membership`]: joining, the membership and placement loops on the meta leader, the
 //!   reconcile loop on shard leaders, status and removal.
 
+pub mod campaign_exec;
+pub mod campaigns;
 pub mod channels;
 pub mod error;
 pub mod forward;
@@ -96,6 +101,8 @@ pub struct Cluster {
     outbox: Arc<crate::channels::outbox::OutboxProvider>,
     /// Rate limits, concurrency bounds and retries of provider sends made on this node.
     delivery: crate::channels::pipeline::Delivery,
+    /// Campaign passes, triggers and pacing on this node.
+    campaign_runtime: campaign_exec::Runtime,
 }
 
 impl Cluster {
@@ -166,6 +173,7 @@ impl Cluster {
             loops: std::sync::Mutex::new(Vec::new()),
             outbox,
             delivery: Default::default(),
+            campaign_runtime: Default::default(),
         });
         cluster.learn_peer_addresses();
         let meta = cluster.ensure_group(META_GROUP).await?;
@@ -218,6 +226,7 @@ impl Cluster {
             }
         }
         membership::spawn_loops(cluster.clone());
+        campaign_exec::spawn_loops(cluster.clone());
         Ok(cluster)
     }
 

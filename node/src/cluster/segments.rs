@@ -27,12 +27,12 @@ fn reference_error(error: SegmentError) -> ClusterError {
 }
 
 impl Cluster {
-    /// Loads the segments a definition refers to (transitively) and compiles it.
-    async fn compile_segment(
+    /// Loads the segments a definition refers to, transitively.
+    pub(crate) async fn load_segment_references(
         &self,
         project_id: &str,
         definition: &SegmentDefinition,
-    ) -> Result<CompiledSegment> {
+    ) -> Result<BTreeMap<SegmentReference, SegmentDefinition>> {
         let mut loaded: BTreeMap<SegmentReference, SegmentDefinition> = BTreeMap::new();
         let mut pending: Vec<SegmentReference> = definition.rule.references().cloned().collect();
         while let Some(reference) = pending.pop() {
@@ -55,6 +55,16 @@ impl Cluster {
             pending.extend(record.definition.rule.references().cloned());
             loaded.insert(reference, record.definition);
         }
+        Ok(loaded)
+    }
+
+    /// Loads the segments a definition refers to (transitively) and compiles it.
+    pub(crate) async fn compile_segment(
+        &self,
+        project_id: &str,
+        definition: &SegmentDefinition,
+    ) -> Result<CompiledSegment> {
+        let loaded = self.load_segment_references(project_id, definition).await?;
         let resolver = |id: &str, version: Option<u32>| {
             loaded
                 .iter()

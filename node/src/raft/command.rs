@@ -8,6 +8,10 @@
 use serde::{Deserialize, Serialize};
 
 use crate::domain::FieldViolation;
+use crate::domain::campaign::{
+    Campaign, CampaignRun, CampaignState, EffectiveLimits, IntentStatus, RunCounts, RunState,
+    SendIntent,
+};
 use crate::domain::channel::{ChannelConfig, ChannelKind};
 use crate::domain::endpoint::{Endpoint, EndpointInput, EndpointStatus};
 use crate::domain::event::Event;
@@ -55,6 +59,8 @@ pub enum MetaCommand {
     Import(ImportCommand),
     /// Channel settings of projects.
     Channel(ChannelCommand),
+    /// Campaigns and their runs.
+    Campaign(CampaignCommand),
     /// Registers event types of a project up to `limit` distinct types; answers which of
     /// `event_types` are now registered.
     RegisterEventTypes {
@@ -161,6 +167,127 @@ pub enum ChannelCommand {
         /// The channel.
         channel: ChannelKind,
     },
+}
+
+/// Campaign commands of the meta group.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum CampaignCommand {
+    /// Writes version 1 (`create`, refused if the campaign exists) or the next version
+    /// (refused if it does not); the version is assigned here. A new version of a paused or
+    /// unpaused campaign sets its state accordingly.
+    Put {
+        /// The campaign.
+        campaign: Campaign,
+        /// Create or update.
+        create: bool,
+    },
+    /// Deletes every version, its status and its runs.
+    Delete {
+        /// The project.
+        project_id: String,
+        /// The campaign.
+        campaign_id: String,
+    },
+    /// Records a new run and moves the schedule's next run number (the scheduler on the meta
+    /// leader); a run that exists already is left as it is.
+    StartRun {
+        /// The run.
+        run: CampaignRun,
+        /// The schedule the run belongs to, and its next run number after this one.
+        next: Option<(u32, u32)>,
+    },
+    /// A shard leader reports its part of a run.
+    ReportPart {
+        /// The project.
+        project_id: String,
+        /// The campaign.
+        campaign_id: String,
+        /// The run.
+        run_id: String,
+        /// The shard (0-based).
+        shard: u32,
+        /// Its counts so far.
+        counts: RunCounts,
+        /// Whether the shard has finished its part.
+        done: bool,
+    },
+    /// Ends a run.
+    EndRun {
+        /// The project.
+        project_id: String,
+        /// The campaign.
+        campaign_id: String,
+        /// The run.
+        run_id: String,
+        /// Completed or cancelled.
+        state: RunState,
+        /// RFC 3339.
+        at: String,
+    },
+    /// Sets a campaign's state (the scheduler).
+    SetState {
+        /// The project.
+        project_id: String,
+        /// The campaign.
+        campaign_id: String,
+        /// The new state.
+        state: CampaignState,
+    },
+}
+
+/// A campaign's latest version, its state and where its schedules are.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CampaignHead {
+    /// Highest version written.
+    pub latest: u32,
+    /// The state (DRAFT when never scheduled).
+    pub state: Option<CampaignState>,
+    /// Per schedule (0: the campaign's, k: the k-th treatment's own), the number of the next
+    /// run to start.
+    pub next_run: std::collections::BTreeMap<u32, u32>,
+}
+
+/// One endpoint of a run, as the shard leader proposes it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct IntentRequest {
+    /// The endpoint.
+    pub endpoint_id: String,
+    /// Empty for scheduled runs; the triggering event id for event campaigns.
+    pub trigger: String,
+    /// The message id to use if the send is admitted.
+    pub message_id: String,
+    /// The endpoint's treatment.
+    pub treatment: u32,
+    /// PENDING to send (the caps decide), or why nothing is sent (holdout, quiet time…).
+    pub status: IntentStatus,
+    /// Why, for people.
+    pub reason: String,
+    /// When the triggering event happened (ms); 0 for scheduled runs.
+    pub event_ms: i64,
+}
+
+/// The answer for one [`IntentRequest`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum IntentAnswer {
+    /// Stored now, in this status (PENDING: send it; CAPPED: a cap refused it).
+    New(SendIntent),
+    /// The endpoint already has an intent in this run: nothing to do.
+    Existing(SendIntent),
+}
+
+/// The outcome of one sent intent.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct IntentOutcome {
+    /// The endpoint.
+    pub endpoint_id: String,
+    /// As in the intent.
+    pub trigger: String,
+    /// DELIVERED or FAILED.
+    pub status: IntentStatus,
+    /// The provider's answer, for people.
+    pub reason: String,
+    /// The message event (EVT-2) to store: its id and the event.
+    pub event: Option<(String, Event)>,
 }
 
 /// Latest and active versions of a template.
@@ -304,6 +431,48 @@ pub enum ShardOp {
         /// The hashed code, its expiry and attempts.
         record: OtpRecord,
     },
+    /// Commits the intents of some endpoints of a run (SPEC CMP-5): an endpoint that has an
+    /// intent in the run keeps it; a PENDING one is checked against the caps, which it moves
+    /// when admitted. Answers `ShardOpResult::Intents` in order.
+    CommitIntents {
+        /// The project.
+        project_id: String,
+        /// The campaign.
+        campaign_id: String,
+        /// The run.
+        run_id: String,
+        /// The campaign version.
+        campaign_version: u32,
+        /// Caps in force.
+        limits: EffectiveLimits,
+        /// Milliseconds since the epoch of the proposal (the cap day).
+        now_ms: i64,
+        /// The endpoints.
+        intents: Vec<IntentRequest>,
+    },
+    /// Commits what became of sent intents: their status, run counts, KPIs and message events.
+    /// An intent that already has an outcome is left alone.
+    CommitOutcomes {
+        /// The project.
+        project_id: String,
+        /// The campaign.
+        campaign_id: String,
+        /// The run.
+        run_id: String,
+        /// Milliseconds since the epoch (the KPI day).
+        now_ms: i64,
+        /// The outcomes.
+        outcomes: Vec<IntentOutcome>,
+    },
+    /// Marks this shard's part of a run finished.
+    FinishRunPart {
+        /// The project.
+        project_id: String,
+        /// The campaign.
+        campaign_id: String,
+        /// The run.
+        run_id: String,
+    },
     /// Judges a verification attempt and consumes the code or one attempt (answers
     /// `ShardOpResult::Otp`).
     VerifyOtp {
@@ -381,6 +550,19 @@ pub enum MetaResponse {
     Channel(ChannelConfig),
     /// Whether a deleted channel existed.
     ChannelDeleted(bool),
+    /// A campaign version and the campaign's state.
+    Campaign {
+        /// The version written, or the latest one deleted.
+        campaign: Campaign,
+        /// Its state.
+        state: CampaignState,
+    },
+    /// The campaign does not exist (or exists already when creating).
+    CampaignNotFound,
+    /// A run after the command.
+    Run(CampaignRun),
+    /// The run does not exist.
+    RunNotFound,
     /// Done.
     Done,
     /// Which requested event types are registered; the rest exceed the limit.
@@ -410,6 +592,8 @@ pub enum ShardOpResult {
     Refused(FieldViolation),
     /// The verdict of a one-time password attempt.
     Otp(OtpVerdict),
+    /// One answer per intent of `CommitIntents`, in order.
+    Intents(Vec<IntentAnswer>),
 }
 
 impl std::fmt::Display for Command {

@@ -2,12 +2,15 @@
 //! storage and network they run on.
 //!
 //! # Layout
+//! - [`campaign_state`]: applying campaign commands: versions and runs (meta), send intents,
+//!   caps, run parts and KPIs (shards).
 //! - [`command`]: every replicated command, with what applying it changes.
 //! - [`log_store`]: the Raft log in fjall, with group commit across groups.
 //! - [`state_machine`]: applies commands of the meta group and of shard groups; snapshots.
 //! - [`network`]: the peer transport between nodes, per group.
 //! - [`proposer`]: gathers concurrent proposals of a group into one Raft entry.
 
+pub mod campaign_state;
 pub mod command;
 pub mod log_store;
 pub mod network;

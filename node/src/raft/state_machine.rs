@@ -262,15 +262,15 @@ impl StateMachine {
 
 /// Which keyspace a write goes to.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
-enum Space {
+pub(super) enum Space {
     Data,
     State,
 }
 
 /// Writes of one entry: an atomic batch plus an overlay so later operations of the entry
 /// read what earlier ones wrote.
-struct Writer<'a> {
-    store: &'a Store,
+pub(super) struct Writer<'a> {
+    pub(super) store: &'a Store,
     batch: fjall::OwnedWriteBatch,
     overlay: HashMap<Vec<u8>, Option<Vec<u8>>>,
     /// Keys written with [`Self::put_blind`].
@@ -287,7 +287,7 @@ impl<'a> Writer<'a> {
         }
     }
 
-    fn get<T: DeserializeOwned>(&self, key: &[u8]) -> io::Result<Option<T>> {
+    pub(super) fn get<T: DeserializeOwned>(&self, key: &[u8]) -> io::Result<Option<T>> {
         if let Some(value) = self.overlay.get(key) {
             return match value {
                 Some(bytes) => Ok(Some(codec::decode(bytes).map_err(io::Error::other)?)),
@@ -297,7 +297,7 @@ impl<'a> Writer<'a> {
         Ok(self.store.get(&self.store.data, key)?)
     }
 
-    fn put<T: Serialize>(&mut self, key: Vec<u8>, value: &T, space: Space) {
+    pub(super) fn put<T: Serialize>(&mut self, key: Vec<u8>, value: &T, space: Space) {
         let bytes = codec::encode(value);
         match space {
             Space::Data => {
@@ -311,19 +311,19 @@ impl<'a> Writer<'a> {
 
     /// Writes a record no later operation of the entry reads (an event): no overlay copy of
     /// its value, only its key, so `delete_prefix` still sees it.
-    fn put_blind<T: Serialize>(&mut self, key: Vec<u8>, value: &T) {
+    pub(super) fn put_blind<T: Serialize>(&mut self, key: Vec<u8>, value: &T) {
         self.batch
             .insert(&self.store.data, key.clone(), codec::encode(value));
         self.blind.push(key);
     }
 
-    fn delete(&mut self, key: Vec<u8>) {
+    pub(super) fn delete(&mut self, key: Vec<u8>) {
         self.batch.remove(&self.store.data, key.clone());
         self.overlay.insert(key, None);
     }
 
     /// Deletes every data record under `prefix`, including ones written earlier in this entry.
-    fn delete_prefix(&mut self, prefix: &[u8]) -> io::Result<()> {
+    pub(super) fn delete_prefix(&mut self, prefix: &[u8]) -> io::Result<()> {
         let mut doomed: Vec<Vec<u8>> = Vec::new();
         for guard in self.store.data.prefix(prefix) {
             doomed.push(guard.key().map_err(io::Error::other)?.to_vec());
@@ -384,6 +384,9 @@ fn apply_meta(
             writer.delete_prefix(&keys::data_key(group, tag::SEGMENT_HEAD, &[project_id]))?;
             writer.delete_prefix(&keys::data_key(group, tag::IMPORT_JOB, &[project_id]))?;
             writer.delete_prefix(&keys::data_key(group, tag::CHANNEL, &[project_id]))?;
+            writer.delete_prefix(&keys::data_key(group, tag::CAMPAIGN, &[project_id]))?;
+            writer.delete_prefix(&keys::data_key(group, tag::CAMPAIGN_HEAD, &[project_id]))?;
+            writer.delete_prefix(&keys::data_key(group, tag::CAMPAIGN_RUN, &[project_id]))?;
             MetaResponse::Project(project)
         }
         MetaCommand::Cluster(command) => apply_cluster(group, writer, command)?,
@@ -391,6 +394,7 @@ fn apply_meta(
         MetaCommand::Segment(command) => apply_segment(writer, command)?,
         MetaCommand::Import(command) => apply_import(writer, command)?,
         MetaCommand::Channel(command) => apply_channel(writer, command)?,
+        MetaCommand::Campaign(command) => super::campaign_state::apply_campaign(writer, command)?,
         MetaCommand::RegisterEventTypes {
             project_id,
             event_types,
@@ -1009,6 +1013,14 @@ fn apply_shard_op(
             let mut seen = seen_before;
             for (event_id, event) in events {
                 let key = keys::data_key(group, tag::EVENT, &[project_id, endpoint_id, event_id]);
+                super::campaign_state::count_engagement(
+                    group,
+                    writer,
+                    project_id,
+                    endpoint_id,
+                    event_id,
+                    event,
+                )?;
                 writer.put_blind(key, event);
                 activity.events += 1;
                 if event.event_type == "_session.start" {
@@ -1091,6 +1103,11 @@ fn apply_shard_op(
                 tag::ACTIVITY,
                 tag::INBOX,
                 tag::OTP,
+                tag::SEND_INTENT,
+                tag::PENDING_INTENT,
+                tag::ENDPOINT_CAPS,
+                tag::RUN_PART,
+                tag::CAMPAIGN_KPI,
             ] {
                 writer.delete_prefix(&keys::data_key(group, record, &[project_id]))?;
             }
@@ -1173,6 +1190,57 @@ fn apply_shard_op(
             }
             ShardOpResult::Otp(verdict)
         }
+        ShardOp::CommitIntents {
+            project_id,
+            campaign_id,
+            run_id,
+            campaign_version,
+            limits,
+            now_ms,
+            intents,
+        } => super::campaign_state::commit_intents(
+            group,
+            writer,
+            super::campaign_state::RunRef {
+                project_id,
+                campaign_id,
+                run_id,
+            },
+            *campaign_version,
+            limits,
+            *now_ms,
+            intents,
+        )?,
+        ShardOp::CommitOutcomes {
+            project_id,
+            campaign_id,
+            run_id,
+            now_ms,
+            outcomes,
+        } => super::campaign_state::commit_outcomes(
+            group,
+            writer,
+            super::campaign_state::RunRef {
+                project_id,
+                campaign_id,
+                run_id,
+            },
+            *now_ms,
+            outcomes,
+        )?,
+        ShardOp::FinishRunPart {
+            project_id,
+            campaign_id,
+            run_id,
+        } => super::campaign_state::finish_part(
+            group,
+            writer,
+            super::campaign_state::RunRef {
+                project_id,
+                campaign_id,
+                run_id,
+            },
+        )?,
     })
 }
 

@@ -29,6 +29,12 @@ pub mod tag {
     pub const IMPORT_JOB: u8 = b'I';
     /// Meta: one channel's settings of a project, `Q | project | channel`.
     pub const CHANNEL: u8 = b'Q';
+    /// Meta: a campaign version, `B | project | campaign | version (10 digits)`.
+    pub const CAMPAIGN: u8 = b'B';
+    /// Meta: a campaign's latest version, state and schedule progress, `J | project | campaign`.
+    pub const CAMPAIGN_HEAD: u8 = b'J';
+    /// Meta: a run of a campaign, `Z | project | campaign | run`.
+    pub const CAMPAIGN_RUN: u8 = b'Z';
     /// Shard: endpoint record, `E | project | endpoint`.
     pub const ENDPOINT: u8 = b'E';
     /// Shard: user index entry, `U | project | user | endpoint`.
@@ -45,6 +51,17 @@ pub mod tag {
     pub const INBOX: u8 = b'M';
     /// Shard: a live one-time password, `O | project | otp key`.
     pub const OTP: u8 = b'O';
+    /// Shard: the send intent of an endpoint in a run,
+    /// `Y | project | campaign | run | endpoint | trigger`.
+    pub const SEND_INTENT: u8 = b'Y';
+    /// Shard: an intent with no outcome yet (same key as its intent after the tag).
+    pub const PENDING_INTENT: u8 = b'W';
+    /// Shard: an endpoint's cap counters, `D | project | endpoint`.
+    pub const ENDPOINT_CAPS: u8 = b'D';
+    /// Shard: this shard's part of a run, `F | project | campaign | run`.
+    pub const RUN_PART: u8 = b'F';
+    /// Shard: KPI counts, `k | project | campaign | day (10 digits) | treatment (10 digits)`.
+    pub const CAMPAIGN_KPI: u8 = b'k';
 }
 
 /// Raft state names in the `raft_state` keyspace.

@@ -1,0 +1,502 @@
+//! Applying campaign commands: campaign versions and runs in the meta group; send intents,
+//! caps, run parts and KPIs in shard groups (SPEC CMP, DESIGN "A send").
+//!
+//! The exactly-once rule lives here: an endpoint has at most one intent per run (or per
+//! trigger of an event campaign), and the caps move in the same atomic batch that stores the
+//! intent, so concurrent campaigns and triggers on one shard can never exceed a cap.
+
+use std::io;
+
+use super::command::{
+    CampaignCommand, CampaignHead, IntentAnswer, IntentOutcome, IntentRequest, MetaResponse,
+    ShardOpResult,
+};
+use super::state_machine::{Activity, Space, Writer};
+use super::{GroupId, META_GROUP};
+use crate::domain::campaign::{
+    Campaign, CampaignRun, CampaignState, EffectiveLimits, EndpointCaps, IntentStatus, KpiCounts,
+    RunCounts, RunState, SendIntent, day_of,
+};
+use crate::domain::event::Event;
+use crate::domain::segment::parse_instant;
+use crate::storage::keys::{self, tag};
+
+/// Key of a campaign version.
+pub fn campaign_key(project_id: &str, campaign_id: &str, version: u32) -> Vec<u8> {
+    keys::data_key(
+        META_GROUP,
+        tag::CAMPAIGN,
+        &[project_id, campaign_id, &format!("{version:010}")],
+    )
+}
+
+/// Key of a campaign's head.
+pub fn campaign_head_key(project_id: &str, campaign_id: &str) -> Vec<u8> {
+    keys::data_key(META_GROUP, tag::CAMPAIGN_HEAD, &[project_id, campaign_id])
+}
+
+/// Key of a run.
+pub fn run_key(project_id: &str, campaign_id: &str, run_id: &str) -> Vec<u8> {
+    keys::data_key(META_GROUP, tag::CAMPAIGN_RUN, &[project_id, campaign_id, run_id])
+}
+
+/// A run, by its ids.
+#[derive(Debug, Clone, Copy)]
+pub struct RunRef<'a> {
+    /// The project.
+    pub project_id: &'a str,
+    /// The campaign.
+    pub campaign_id: &'a str,
+    /// The run.
+    pub run_id: &'a str,
+}
+
+/// Key of an endpoint's intent in a run (tag [`tag::SEND_INTENT`] or [`tag::PENDING_INTENT`]).
+pub fn intent_key(
+    group: GroupId,
+    record: u8,
+    run: RunRef<'_>,
+    endpoint_id: &str,
+    trigger: &str,
+) -> Vec<u8> {
+    keys::data_key(
+        group,
+        record,
+        &[
+            run.project_id,
+            run.campaign_id,
+            run.run_id,
+            endpoint_id,
+            trigger,
+        ],
+    )
+}
+
+/// Key of an endpoint's cap counters.
+pub fn caps_key(group: GroupId, project_id: &str, endpoint_id: &str) -> Vec<u8> {
+    keys::data_key(group, tag::ENDPOINT_CAPS, &[project_id, endpoint_id])
+}
+
+/// Key of a shard's part of a run.
+pub fn part_key(group: GroupId, run: RunRef<'_>) -> Vec<u8> {
+    keys::data_key(
+        group,
+        tag::RUN_PART,
+        &[run.project_id, run.campaign_id, run.run_id],
+    )
+}
+
+/// Key of KPI counts of a campaign, day and treatment.
+pub fn kpi_key(
+    group: GroupId,
+    project_id: &str,
+    campaign_id: &str,
+    day: i64,
+    treatment: u32,
+) -> Vec<u8> {
+    keys::data_key(
+        group,
+        tag::CAMPAIGN_KPI,
+        &[
+            project_id,
+            campaign_id,
+            &format!("{:010}", day.max(0)),
+            &format!("{treatment:010}"),
+        ],
+    )
+}
+
+/// A shard's part of a run.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RunPart {
+    /// Counts so far.
+    pub counts: RunCounts,
+    /// Whether the shard finished its part.
+    pub done: bool,
+}
+
+/// A pending intent, as kept under [`tag::PENDING_INTENT`] for a new leader to re-dispatch.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PendingIntent {
+    /// The project.
+    pub project_id: String,
+    /// The campaign.
+    pub campaign_id: String,
+    /// The run.
+    pub run_id: String,
+    /// The endpoint.
+    pub endpoint_id: String,
+    /// As in the intent key.
+    pub trigger: String,
+    /// The intent.
+    pub intent: SendIntent,
+}
+
+pub(super) fn apply_campaign(
+    writer: &mut Writer<'_>,
+    command: &CampaignCommand,
+) -> io::Result<MetaResponse> {
+    Ok(match command {
+        CampaignCommand::Put { campaign, create } => {
+            let head_key = campaign_head_key(&campaign.project_id, &campaign.campaign_id);
+            let head: Option<CampaignHead> = writer.get(&head_key)?;
+            let mut head = match (create, head) {
+                (true, None) => CampaignHead::default(),
+                (false, Some(head)) if head.state != Some(CampaignState::Deleted) => head,
+                _ => return Ok(MetaResponse::CampaignNotFound),
+            };
+            let mut stored = campaign.clone();
+            stored.version = head.latest + 1;
+            if head.latest > 0
+                && let Some(first) = writer.get::<Campaign>(&campaign_key(
+                    &campaign.project_id,
+                    &campaign.campaign_id,
+                    1,
+                ))?
+            {
+                stored.creation_date = first.creation_date;
+            }
+            head.latest = stored.version;
+            head.state = Some(match (stored.is_paused, head.state) {
+                (true, _) => CampaignState::Paused,
+                // A new version of a finished campaign schedules again.
+                (false, None | Some(CampaignState::Paused | CampaignState::Completed)) => {
+                    CampaignState::Scheduled
+                }
+                (false, Some(state)) => state,
+            });
+            writer.put(
+                campaign_key(&stored.project_id, &stored.campaign_id, stored.version),
+                &stored,
+                Space::Data,
+            );
+            let state = head.state.unwrap_or(CampaignState::Draft);
+            writer.put(head_key, &head, Space::Data);
+            MetaResponse::Campaign {
+                campaign: stored,
+                state,
+            }
+        }
+        CampaignCommand::Delete {
+            project_id,
+            campaign_id,
+        } => {
+            let head_key = campaign_head_key(project_id, campaign_id);
+            let Some(head) = writer.get::<CampaignHead>(&head_key)? else {
+                return Ok(MetaResponse::CampaignNotFound);
+            };
+            let latest: Option<Campaign> =
+                writer.get(&campaign_key(project_id, campaign_id, head.latest))?;
+            writer.delete(head_key);
+            for record in [tag::CAMPAIGN, tag::CAMPAIGN_RUN] {
+                writer.delete_prefix(&keys::data_key(
+                    META_GROUP,
+                    record,
+                    &[project_id, campaign_id],
+                ))?;
+            }
+            match latest {
+                Some(campaign) => MetaResponse::Campaign {
+                    campaign,
+                    state: CampaignState::Deleted,
+                },
+                None => MetaResponse::CampaignNotFound,
+            }
+        }
+        CampaignCommand::StartRun { run, next } => {
+            let head_key = campaign_head_key(&run.project_id, &run.campaign_id);
+            let Some(mut head) = writer.get::<CampaignHead>(&head_key)? else {
+                return Ok(MetaResponse::CampaignNotFound);
+            };
+            let key = run_key(&run.project_id, &run.campaign_id, &run.run_id);
+            if let Some(existing) = writer.get::<CampaignRun>(&key)? {
+                return Ok(MetaResponse::Run(existing));
+            }
+            if let Some((schedule, next_run)) = next {
+                head.next_run.insert(*schedule, *next_run);
+            }
+            if head.state != Some(CampaignState::Paused) {
+                head.state = Some(CampaignState::Executing);
+            }
+            writer.put(head_key, &head, Space::Data);
+            writer.put(key, run, Space::Data);
+            MetaResponse::Run(run.clone())
+        }
+        CampaignCommand::ReportPart {
+            project_id,
+            campaign_id,
+            run_id,
+            shard,
+            counts,
+            done,
+        } => {
+            let key = run_key(project_id, campaign_id, run_id);
+            let Some(mut run) = writer.get::<CampaignRun>(&key)? else {
+                return Ok(MetaResponse::RunNotFound);
+            };
+            // Reports only move forward: a late report never undoes a finished part.
+            let finished = run.parts.get(shard).is_some_and(|(_, done)| *done);
+            if !finished {
+                run.parts.insert(*shard, (*counts, *done));
+                writer.put(key, &run, Space::Data);
+            }
+            MetaResponse::Run(run)
+        }
+        CampaignCommand::EndRun {
+            project_id,
+            campaign_id,
+            run_id,
+            state,
+            at,
+        } => {
+            let key = run_key(project_id, campaign_id, run_id);
+            let Some(mut run) = writer.get::<CampaignRun>(&key)? else {
+                return Ok(MetaResponse::RunNotFound);
+            };
+            if run.state == RunState::Executing {
+                run.state = *state;
+                run.end_time = at.clone();
+                writer.put(key, &run, Space::Data);
+            }
+            MetaResponse::Run(run)
+        }
+        CampaignCommand::SetState {
+            project_id,
+            campaign_id,
+            state,
+        } => {
+            let head_key = campaign_head_key(project_id, campaign_id);
+            let Some(mut head) = writer.get::<CampaignHead>(&head_key)? else {
+                return Ok(MetaResponse::CampaignNotFound);
+            };
+            // The user's pause wins over the scheduler.
+            if head.state != Some(CampaignState::Paused) {
+                head.state = Some(*state);
+                writer.put(head_key, &head, Space::Data);
+            }
+            MetaResponse::Done
+        }
+    })
+}
+
+/// Applies `CommitIntents`.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn commit_intents(
+    group: GroupId,
+    writer: &mut Writer<'_>,
+    run: RunRef<'_>,
+    campaign_version: u32,
+    limits: &EffectiveLimits,
+    now_ms: i64,
+    intents: &[IntentRequest],
+) -> io::Result<ShardOpResult> {
+    let part_key = part_key(group, run);
+    let mut part: RunPart = writer.get(&part_key)?.unwrap_or_default();
+    let day = day_of(now_ms);
+    let mut answers = Vec::with_capacity(intents.len());
+    for request in intents {
+        let key = intent_key(
+            group,
+            tag::SEND_INTENT,
+            run,
+            &request.endpoint_id,
+            &request.trigger,
+        );
+        if let Some(existing) = writer.get::<SendIntent>(&key)? {
+            answers.push(IntentAnswer::Existing(existing));
+            continue;
+        }
+        let mut intent = SendIntent {
+            message_id: request.message_id.clone(),
+            campaign_version,
+            treatment: request.treatment,
+            status: request.status,
+            reason: request.reason.clone(),
+            created_ms: now_ms,
+            event_ms: request.event_ms,
+        };
+        if request.status == IntentStatus::Pending {
+            let caps_key = caps_key(group, run.project_id, &request.endpoint_id);
+            let mut caps: EndpointCaps = writer.get(&caps_key)?.unwrap_or_default();
+            let session = writer
+                .get::<Activity>(&keys::data_key(
+                    group,
+                    tag::ACTIVITY,
+                    &[run.project_id, &request.endpoint_id],
+                ))?
+                .map_or(0, |activity| activity.sessions);
+            match caps.admit(run.campaign_id, limits, day, session) {
+                Ok(()) => {
+                    writer.put(caps_key, &caps, Space::Data);
+                    writer.put(
+                        intent_key(
+                            group,
+                            tag::PENDING_INTENT,
+                            run,
+                            &request.endpoint_id,
+                            &request.trigger,
+                        ),
+                        &PendingIntent {
+                            project_id: run.project_id.to_string(),
+                            campaign_id: run.campaign_id.to_string(),
+                            run_id: run.run_id.to_string(),
+                            endpoint_id: request.endpoint_id.clone(),
+                            trigger: request.trigger.clone(),
+                            intent: intent.clone(),
+                        },
+                        Space::Data,
+                    );
+                }
+                Err(reason) => {
+                    intent.status = IntentStatus::Capped;
+                    intent.reason = reason.as_str().to_string();
+                }
+            }
+        }
+        part.counts.count_new(intent.status);
+        writer.put(key, &intent, Space::Data);
+        answers.push(IntentAnswer::New(intent));
+    }
+    writer.put(part_key, &part, Space::Data);
+    Ok(ShardOpResult::Intents(answers))
+}
+
+/// Applies `CommitOutcomes`.
+pub(super) fn commit_outcomes(
+    group: GroupId,
+    writer: &mut Writer<'_>,
+    run: RunRef<'_>,
+    now_ms: i64,
+    outcomes: &[IntentOutcome],
+) -> io::Result<ShardOpResult> {
+    let part_key = part_key(group, run);
+    let mut part: RunPart = writer.get(&part_key)?.unwrap_or_default();
+    let day = day_of(now_ms);
+    for outcome in outcomes {
+        let key = intent_key(
+            group,
+            tag::SEND_INTENT,
+            run,
+            &outcome.endpoint_id,
+            &outcome.trigger,
+        );
+        let Some(mut intent) = writer.get::<SendIntent>(&key)? else {
+            continue;
+        };
+        if intent.status != IntentStatus::Pending {
+            continue;
+        }
+        intent.status = outcome.status;
+        intent.reason = outcome.reason.clone();
+        writer.put(key, &intent, Space::Data);
+        writer.delete(intent_key(
+            group,
+            tag::PENDING_INTENT,
+            run,
+            &outcome.endpoint_id,
+            &outcome.trigger,
+        ));
+        part.counts.count_new(outcome.status);
+        let kpi_key = kpi_key(
+            group,
+            run.project_id,
+            run.campaign_id,
+            day,
+            intent.treatment,
+        );
+        let mut kpi: KpiCounts = writer.get(&kpi_key)?.unwrap_or_default();
+        kpi.attempted += 1;
+        if outcome.status == IntentStatus::Delivered {
+            kpi.delivered += 1;
+            let caps_key = caps_key(group, run.project_id, &outcome.endpoint_id);
+            let mut caps: EndpointCaps = writer.get(&caps_key)?.unwrap_or_default();
+            if let Some(count) = caps.campaigns.get_mut(run.campaign_id)
+                && count.last_delivered_day != day
+            {
+                count.last_delivered_day = day;
+                kpi.unique_delivered += 1;
+                writer.put(caps_key, &caps, Space::Data);
+            }
+        }
+        writer.put(kpi_key, &kpi, Space::Data);
+        if let Some((event_id, event)) = &outcome.event {
+            writer.put_blind(
+                keys::data_key(
+                    group,
+                    tag::EVENT,
+                    &[run.project_id, &outcome.endpoint_id, event_id],
+                ),
+                event,
+            );
+        }
+    }
+    writer.put(part_key, &part, Space::Data);
+    Ok(ShardOpResult::Done)
+}
+
+/// Applies `FinishRunPart`.
+pub(super) fn finish_part(
+    group: GroupId,
+    writer: &mut Writer<'_>,
+    run: RunRef<'_>,
+) -> io::Result<ShardOpResult> {
+    let key = part_key(group, run);
+    let mut part: RunPart = writer.get(&key)?.unwrap_or_default();
+    part.done = true;
+    writer.put(key, &part, Space::Data);
+    Ok(ShardOpResult::Done)
+}
+
+/// Counts an `_email.open` or `_email.click` event of a campaign message (it carries the
+/// `campaign_id` and `treatment_id` attributes of the message) into the campaign's KPIs, once
+/// per event id.
+pub(super) fn count_engagement(
+    group: GroupId,
+    writer: &mut Writer<'_>,
+    project_id: &str,
+    endpoint_id: &str,
+    event_id: &str,
+    event: &Event,
+) -> io::Result<()> {
+    let open = match event.event_type.as_str() {
+        "_email.open" => true,
+        "_email.click" => false,
+        _ => return Ok(()),
+    };
+    let Some(campaign_id) = event.attributes.get("campaign_id") else {
+        return Ok(());
+    };
+    let event_key = keys::data_key(group, tag::EVENT, &[project_id, endpoint_id, event_id]);
+    if writer.store.data.contains_key(&event_key).map_err(io::Error::other)? {
+        // A retried request: counted the first time.
+        return Ok(());
+    }
+    let treatment: u32 = event
+        .attributes
+        .get("treatment_id")
+        .and_then(|t| t.parse().ok())
+        .unwrap_or(0);
+    let Some(at) = parse_instant(&event.timestamp) else {
+        return Ok(());
+    };
+    let day = day_of(at.timestamp_millis());
+    let key = kpi_key(group, project_id, campaign_id, day, treatment);
+    let mut kpi: KpiCounts = writer.get(&key)?.unwrap_or_default();
+    if !open {
+        kpi.email_clicks += 1;
+        writer.put(key, &kpi, Space::Data);
+        return Ok(());
+    }
+    kpi.email_opens += 1;
+    let caps_key = caps_key(group, project_id, endpoint_id);
+    let mut caps: EndpointCaps = writer.get(&caps_key)?.unwrap_or_default();
+    if let Some(count) = caps.campaigns.get_mut(campaign_id.as_str())
+        && count.last_open_day != day
+    {
+        count.last_open_day = day;
+        kpi.unique_email_opens += 1;
+        writer.put(caps_key, &caps, Space::Data);
+    }
+    writer.put(key, &kpi, Space::Data);
+    Ok(())
+}
