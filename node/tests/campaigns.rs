@@ -111,13 +111,34 @@ async fn start(dir: &Path, settings: pb::ProjectSettings) -> Fixture {
 
 /// An email endpoint `id` with `plan`, a first name and optionally a time zone.
 async fn put_endpoint(fixture: &Fixture, id: &str, plan: &str, zone: &str, opted_out: bool) {
+    put_channel_endpoint(
+        fixture,
+        id,
+        pb::ChannelType::Email,
+        &format!("{id}@example.com"),
+        plan,
+        zone,
+        opted_out,
+    )
+    .await;
+}
+
+async fn put_channel_endpoint(
+    fixture: &Fixture,
+    id: &str,
+    channel: pb::ChannelType,
+    address: &str,
+    plan: &str,
+    zone: &str,
+    opted_out: bool,
+) {
     EndpointsClient::new(fixture.channel.clone())
         .update_endpoint(pb::UpdateEndpointRequest {
             project_id: fixture.project.clone(),
             endpoint_id: id.into(),
             endpoint: Some(pb::EndpointRequest {
-                address: format!("{id}@example.com"),
-                channel_type: pb::ChannelType::Email.into(),
+                address: address.into(),
+                channel_type: channel.into(),
                 opt_out: if opted_out {
                     pb::OptOut::All.into()
                 } else {
@@ -150,12 +171,7 @@ fn once_now() -> pb::Schedule {
     }
 }
 
-fn write(
-    fixture: &Fixture,
-    name: &str,
-    schedule: pb::Schedule,
-    holdout: u32,
-) -> pb::WriteCampaign {
+fn write(fixture: &Fixture, name: &str, schedule: pb::Schedule, holdout: u32) -> pb::WriteCampaign {
     pb::WriteCampaign {
         name: name.into(),
         segment_id: fixture.segment.clone(),
@@ -231,7 +247,10 @@ fn outbox(dir: &Path) -> BTreeMap<String, Vec<serde_json::Value>> {
     if let Ok(text) = std::fs::read_to_string(dir.join("outbox").join("email.jsonl")) {
         for line in text.lines() {
             let value: serde_json::Value = serde_json::from_str(line).unwrap();
-            let endpoint = value["endpoint_id"].as_str().unwrap_or_default().to_string();
+            let endpoint = value["endpoint_id"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
             lines.entry(endpoint).or_default().push(value);
         }
     }
@@ -404,7 +423,14 @@ async fn quiet_time_skips_endpoints_in_their_quiet_hours() {
     let fixture = start(dir.path(), settings).await;
     for i in 0..10 {
         put_endpoint(&fixture, &format!("utc{i}"), "gold", "Etc/UTC", false).await;
-        put_endpoint(&fixture, &format!("ktm{i}"), "gold", "Asia/Kathmandu", false).await;
+        put_endpoint(
+            &fixture,
+            &format!("ktm{i}"),
+            "gold",
+            "Asia/Kathmandu",
+            false,
+        )
+        .await;
     }
     let campaign = create(&fixture, write(&fixture, "quiet", once_now(), 0)).await;
     wait_for_state(&fixture, &campaign.campaign_id, "COMPLETED").await;
@@ -415,7 +441,10 @@ async fn quiet_time_skips_endpoints_in_their_quiet_hours() {
         .counts
         .clone()
         .unwrap();
-    assert_eq!((counts.targeted, counts.quiet_time, counts.delivered), (20, 10, 10));
+    assert_eq!(
+        (counts.targeted, counts.quiet_time, counts.delivered),
+        (20, 10, 10)
+    );
 }
 
 /// CMP-2: a local-time run reaches endpoints whose clock has passed the run's time and waits
@@ -426,9 +455,30 @@ async fn a_local_time_run_waits_for_each_endpoint_clock() {
     let fixture = start(dir.path(), pb::ProjectSettings::default()).await;
     for i in 0..5 {
         // UTC+13 and UTC+05:45 are past the run's time already; New York is hours behind.
-        put_endpoint(&fixture, &format!("tbu{i}"), "gold", "Pacific/Tongatapu", false).await;
-        put_endpoint(&fixture, &format!("ktm{i}"), "gold", "Asia/Kathmandu", false).await;
-        put_endpoint(&fixture, &format!("nyc{i}"), "gold", "America/New_York", false).await;
+        put_endpoint(
+            &fixture,
+            &format!("tbu{i}"),
+            "gold",
+            "Pacific/Tongatapu",
+            false,
+        )
+        .await;
+        put_endpoint(
+            &fixture,
+            &format!("ktm{i}"),
+            "gold",
+            "Asia/Kathmandu",
+            false,
+        )
+        .await;
+        put_endpoint(
+            &fixture,
+            &format!("nyc{i}"),
+            "gold",
+            "America/New_York",
+            false,
+        )
+        .await;
     }
     // The run's clock time is now in UTC.
     let schedule = pb::Schedule {
@@ -536,7 +586,10 @@ async fn matching_events_trigger_one_send_within_the_caps() {
     send("e2", "ev-5", "purchase").await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while !outbox(dir.path()).contains_key("e2") {
-        assert!(tokio::time::Instant::now() < deadline, "no second triggered send");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no second triggered send"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -548,4 +601,104 @@ async fn matching_events_trigger_one_send_within_the_caps() {
         received,
         BTreeMap::from([("e0".to_string(), 1), ("e2".to_string(), 1)])
     );
+}
+
+/// An SMS provider API on 127.0.0.1: answers 200 to every request and records when each
+/// arrived.
+async fn sms_provider() -> (
+    String,
+    std::sync::Arc<std::sync::Mutex<Vec<std::time::Instant>>>,
+) {
+    let arrivals = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let recorded = arrivals.clone();
+    let app = axum::Router::new().fallback(move || {
+        let recorded = recorded.clone();
+        async move {
+            recorded.lock().unwrap().push(std::time::Instant::now());
+            axum::Json(serde_json::json!({"message_id": "provider-id"}))
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (format!("http://{addr}/sms"), arrivals)
+}
+
+/// CHN-2: a campaign's burst of SMS over the channel's rate is not refused but spread at the
+/// configured rate, as the provider's own clock sees it (bounds generous for a loaded machine).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_campaign_burst_is_spread_at_the_channel_rate() {
+    const RATE: u32 = 10;
+    const MESSAGES: usize = 40;
+    let dir = tempfile::tempdir().unwrap();
+    let fixture = start(dir.path(), pb::ProjectSettings::default()).await;
+    let (url, arrivals) = sms_provider().await;
+    herald_proto::v1::channels_client::ChannelsClient::new(fixture.channel.clone())
+        .update_sms_channel(pb::UpdateSmsChannelRequest {
+            project_id: fixture.project.clone(),
+            channel: Some(pb::PhoneChannel {
+                enabled: true,
+                base_url: url,
+                account: "acct".into(),
+                api_key: "key".into(),
+                origination_identities: vec![pb::OriginationIdentity {
+                    kind: "TOLL_FREE".into(),
+                    value: "+18005550000".into(),
+                    country: String::new(),
+                }],
+                rate_per_second: RATE,
+                has_api_key: false,
+            }),
+        })
+        .await
+        .unwrap();
+    for i in 0..MESSAGES {
+        put_channel_endpoint(
+            &fixture,
+            &format!("p{i:02}"),
+            pb::ChannelType::Sms,
+            &format!("+1415555{i:04}"),
+            "gold",
+            "",
+            false,
+        )
+        .await;
+    }
+    let mut campaign = write(&fixture, "sms burst", once_now(), 0);
+    campaign.template_configuration = None;
+    campaign.message = Some(pb::DirectMessageConfiguration {
+        sms: Some(pb::SmsTemplate {
+            body: "Hi {{User.UserAttributes.FirstName}}".into(),
+        }),
+        ..Default::default()
+    });
+    let campaign = create(&fixture, campaign).await;
+    wait_for_state(&fixture, &campaign.campaign_id, "COMPLETED").await;
+    let counts = activities(&fixture, &campaign.campaign_id).await[0]
+        .counts
+        .clone()
+        .unwrap();
+    assert_eq!(
+        counts.delivered,
+        MESSAGES as u64,
+        "{counts:?} arrivals {}",
+        arrivals.lock().unwrap().len()
+    );
+    let mut arrivals = arrivals.lock().unwrap().clone();
+    arrivals.sort();
+    assert_eq!(arrivals.len(), MESSAGES);
+    // At RATE per second with a burst of RATE, 40 messages need at least 3 s.
+    let span = arrivals[MESSAGES - 1] - arrivals[0];
+    assert!(span >= Duration::from_millis(2_500), "all within {span:?}");
+    // No one-second window holds more than the rate plus its burst.
+    for (i, first) in arrivals.iter().enumerate() {
+        let in_window = arrivals[i..]
+            .iter()
+            .take_while(|t| **t - *first < Duration::from_secs(1))
+            .count();
+        assert!(
+            in_window <= 2 * RATE as usize,
+            "{in_window} within a second"
+        );
+    }
 }
