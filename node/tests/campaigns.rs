@@ -285,7 +285,14 @@ async fn an_immediate_campaign_reaches_its_segment_once_except_the_holdout() {
     let fixture = start(dir.path(), pb::ProjectSettings::default()).await;
     for i in 0..40 {
         let plan = if i < 30 { "gold" } else { "silver" };
-        put_endpoint(&fixture, &format!("e{i:02}"), plan, "", i >= 28 && i < 30).await;
+        put_endpoint(
+            &fixture,
+            &format!("e{i:02}"),
+            plan,
+            "",
+            (28..30).contains(&i),
+        )
+        .await;
     }
     let campaign = create(&fixture, write(&fixture, "spring", once_now(), 20)).await;
     let id = campaign.campaign_id.clone();
@@ -314,7 +321,7 @@ async fn an_immediate_campaign_reaches_its_segment_once_except_the_holdout() {
     let runs = activities(&fixture, &id).await;
     assert_eq!(runs.len(), 1, "{runs:?}");
     assert_eq!(runs[0].state, "COMPLETED");
-    let counts = runs[0].counts.clone().unwrap();
+    let counts = runs[0].counts.unwrap();
     let gold_held_out = (0..30)
         .filter(|i| held_out.contains(&format!("e{i:02}")))
         .count() as u64;
@@ -396,7 +403,7 @@ async fn concurrent_campaigns_never_exceed_the_project_daily_cap() {
     let mut capped = 0;
     for campaign in [&a, &b] {
         let runs = activities(&fixture, &campaign.campaign_id).await;
-        let counts = runs[0].counts.clone().unwrap();
+        let counts = runs[0].counts.unwrap();
         assert_eq!(counts.targeted, 30, "capped sends count as targeted");
         delivered += counts.delivered;
         capped += counts.capped;
@@ -439,7 +446,6 @@ async fn quiet_time_skips_endpoints_in_their_quiet_hours() {
     assert_eq!(lines.keys().cloned().collect::<Vec<_>>(), expected);
     let counts = activities(&fixture, &campaign.campaign_id).await[0]
         .counts
-        .clone()
         .unwrap();
     assert_eq!(
         (counts.targeted, counts.quiet_time, counts.delivered),
@@ -676,7 +682,6 @@ async fn a_campaign_burst_is_spread_at_the_channel_rate() {
     wait_for_state(&fixture, &campaign.campaign_id, "COMPLETED").await;
     let counts = activities(&fixture, &campaign.campaign_id).await[0]
         .counts
-        .clone()
         .unwrap();
     assert_eq!(
         counts.delivered,

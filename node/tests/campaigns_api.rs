@@ -161,7 +161,7 @@ fn rewrite(campaign: &pb::Campaign) -> pb::WriteCampaign {
         holdout_percent: campaign.holdout_percent,
         schedule: campaign.schedule.clone(),
         event_filter: campaign.event_filter.clone(),
-        limits: campaign.limits.clone(),
+        limits: campaign.limits,
         is_paused: campaign.is_paused,
         ..Default::default()
     }
@@ -195,7 +195,10 @@ async fn campaign_lifecycle() {
     assert_eq!(created.limits.as_ref().unwrap().daily, Some(1));
     assert_eq!(created.limits.as_ref().unwrap().total, None);
     let schedule = created.schedule.clone().unwrap();
-    assert_eq!((schedule.start_time.as_str(), schedule.frequency.as_str()), (FAR_START, "ONCE"));
+    assert_eq!(
+        (schedule.start_time.as_str(), schedule.frequency.as_str()),
+        (FAR_START, "ONCE")
+    );
     let id = created.campaign_id.clone();
 
     let read = campaigns
@@ -233,7 +236,10 @@ async fn campaign_lifecycle() {
         .await
         .unwrap()
         .into_inner();
-    assert_eq!((updated.campaign_id.as_str(), updated.version), (id.as_str(), 2));
+    assert_eq!(
+        (updated.campaign_id.as_str(), updated.version),
+        (id.as_str(), 2)
+    );
     assert_eq!(updated.holdout_percent, 10);
     assert_eq!(updated.creation_date, created.creation_date);
 
@@ -271,7 +277,10 @@ async fn campaign_lifecycle() {
         .into_inner()
         .campaigns;
     assert_eq!(listed.len(), 1);
-    assert_eq!((listed[0].campaign_id.as_str(), listed[0].version), (id.as_str(), 2));
+    assert_eq!(
+        (listed[0].campaign_id.as_str(), listed[0].version),
+        (id.as_str(), 2)
+    );
 
     let activities = campaigns
         .get_campaign_activities(pb::GetCampaignActivitiesRequest {
@@ -438,16 +447,15 @@ async fn kpi_requests_are_checked() {
         .unwrap()
         .into_inner();
     let mut analytics = AnalyticsClient::new(setup.channel.clone());
-    let request = |kpi_name: &str, start_date: &str, end_date: &str| {
-        pb::GetCampaignDateRangeKpiRequest {
+    let request =
+        |kpi_name: &str, start_date: &str, end_date: &str| pb::GetCampaignDateRangeKpiRequest {
             project_id: setup.project.clone(),
             campaign_id: campaign.campaign_id.clone(),
             kpi_name: kpi_name.into(),
             start_date: start_date.into(),
             end_date: end_date.into(),
             by_treatment: false,
-        }
-    };
+        };
 
     let error = analytics
         .get_campaign_date_range_kpi(request("open-happiness", "2026-04-01", "2026-04-03"))
@@ -455,7 +463,11 @@ async fn kpi_requests_are_checked() {
         .unwrap_err();
     assert_eq!(error.code(), Code::InvalidArgument, "{error:?}");
     assert_eq!(violated_fields(&error), ["kpi_name"]);
-    assert!(error.message().contains("\"open-happiness\""), "{}", error.message());
+    assert!(
+        error.message().contains("\"open-happiness\""),
+        "{}",
+        error.message()
+    );
 
     let error = analytics
         .get_campaign_date_range_kpi(request("email-clicks", "April 1st", "2026-03-01"))

@@ -111,9 +111,9 @@ pub fn campaign_from_proto(
                         treatment.message,
                         treatment.template_configuration,
                     ),
-                    schedule: treatment
-                        .schedule
-                        .map(|schedule| reader.schedule(&join(&treatment_field, "schedule"), schedule)),
+                    schedule: treatment.schedule.map(|schedule| {
+                        reader.schedule(&join(&treatment_field, "schedule"), schedule)
+                    }),
                 }
             })
             .collect()
@@ -142,9 +142,9 @@ pub fn campaign_from_proto(
     let mut violations = reader.violations;
     if !reader.unreadable_frequency {
         violations.extend(
-            validate_campaign(&campaign)
-                .into_iter()
-                .map(|violation| FieldViolation::new(join(field, &violation.field), violation.reason)),
+            validate_campaign(&campaign).into_iter().map(|violation| {
+                FieldViolation::new(join(field, &violation.field), violation.reason)
+            }),
         );
     }
     if violations.is_empty() {
@@ -223,7 +223,11 @@ impl CampaignReader {
                     let names: Vec<&str> = Frequency::ALL.iter().map(|f| f.as_str()).collect();
                     self.violations.push(FieldViolation::new(
                         join(field, "frequency"),
-                        format!("{:?} is not one of {}", schedule.frequency, names.join(", ")),
+                        format!(
+                            "{:?} is not one of {}",
+                            schedule.frequency,
+                            names.join(", ")
+                        ),
                     ));
                     self.unreadable_frequency = true;
                     Frequency::Once
@@ -528,7 +532,9 @@ fn write_error(error: ClusterError) -> Status {
         ClusterError::InvalidArgument(violations) => ClusterError::InvalidArgument(
             violations
                 .into_iter()
-                .map(|violation| FieldViolation::new(proto_path(&violation.field), violation.reason))
+                .map(|violation| {
+                    FieldViolation::new(proto_path(&violation.field), violation.reason)
+                })
                 .collect(),
         ),
         other => other,
@@ -927,7 +933,10 @@ mod tests {
             named.contains(&"campaign.treatments[0].template_configuration.sms.name"),
             "{violations:?}"
         );
-        assert!(named.contains(&"campaign.schedule.frequency"), "{violations:?}");
+        assert!(
+            named.contains(&"campaign.schedule.frequency"),
+            "{violations:?}"
+        );
         assert!(
             named.contains(&"campaign.event_filter.metrics[\"amount\"].comparison"),
             "{violations:?}"

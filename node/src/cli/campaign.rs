@@ -304,10 +304,7 @@ fn parse_frequency(text: &str) -> Result<String, String> {
     if FREQUENCIES.contains(&upper.as_str()) {
         Ok(upper)
     } else {
-        Err(format!(
-            "{text:?} is not one of {}",
-            FREQUENCIES.join(", ")
-        ))
+        Err(format!("{text:?} is not one of {}", FREQUENCIES.join(", ")))
     }
 }
 
@@ -593,7 +590,10 @@ fn single_message(
         0 => Ok((&mut write.message, &mut write.template_configuration)),
         1 => {
             let treatment = &mut write.treatments[0];
-            Ok((&mut treatment.message, &mut treatment.template_configuration))
+            Ok((
+                &mut treatment.message,
+                &mut treatment.template_configuration,
+            ))
         }
         count => anyhow::bail!(
             "the campaign has {count} treatments; message flags change a single-treatment \
@@ -682,8 +682,7 @@ impl CampaignWriteArgs {
                 body: text_or_file(&self.sms_body)?,
             });
         }
-        if self.email_subject.is_some() || self.email_html.is_some() || self.email_text.is_some()
-        {
+        if self.email_subject.is_some() || self.email_html.is_some() || self.email_text.is_some() {
             let email = inline.get_or_insert_default().email.get_or_insert_default();
             if self.email_subject.is_some() {
                 email.subject = text_or_file(&self.email_subject)?;
@@ -1088,7 +1087,11 @@ fn show(campaign: &proto::Campaign, json: bool) {
         ("segment".to_string(), segment),
         (
             "schedule".to_string(),
-            campaign.schedule.as_ref().map(schedule_text).unwrap_or_default(),
+            campaign
+                .schedule
+                .as_ref()
+                .map(schedule_text)
+                .unwrap_or_default(),
         ),
         (
             "holdout".to_string(),
@@ -1116,7 +1119,11 @@ fn show(campaign: &proto::Campaign, json: bool) {
         ),
         (
             "limits".to_string(),
-            campaign.limits.as_ref().map(limits_text).unwrap_or_default(),
+            campaign
+                .limits
+                .as_ref()
+                .map(limits_text)
+                .unwrap_or_default(),
         ),
         ("creation_date".to_string(), campaign.creation_date.clone()),
         (
@@ -1139,7 +1146,14 @@ fn show_list(campaigns: &[proto::Campaign], json: bool) {
         return;
     }
     let mut table = Table::new(&[
-        "ID", "NAME", "VERSION", "STATE", "SEGMENT", "FREQUENCY", "START", "MODIFIED",
+        "ID",
+        "NAME",
+        "VERSION",
+        "STATE",
+        "SEGMENT",
+        "FREQUENCY",
+        "START",
+        "MODIFIED",
     ]);
     for campaign in campaigns {
         let schedule = campaign.schedule.clone().unwrap_or_default();
@@ -1293,7 +1307,10 @@ mod tests {
         let write = request.campaign.unwrap();
         assert_eq!(request.project_id, "p1");
         assert_eq!(write.segment_id, "s1");
-        assert_eq!(write.template_configuration.unwrap().email.unwrap().name, "welcome");
+        assert_eq!(
+            write.template_configuration.unwrap().email.unwrap().name,
+            "welcome"
+        );
         assert_eq!(write.message.unwrap().sms.unwrap().body, "hi");
         let schedule = write.schedule.unwrap();
         assert_eq!(schedule.frequency, "DAILY");
@@ -1358,7 +1375,11 @@ mod tests {
     #[test]
     fn flag_values_are_checked() {
         assert_eq!(parse_start("immediate").unwrap(), "IMMEDIATE");
-        assert!(parse_start("tomorrow").unwrap_err().contains("\"tomorrow\""));
+        assert!(
+            parse_start("tomorrow")
+                .unwrap_err()
+                .contains("\"tomorrow\"")
+        );
         assert_eq!(parse_frequency("weekly").unwrap(), "WEEKLY");
         assert!(parse_frequency("fortnightly").is_err());
         assert_eq!(parse_date("2026-04-01").unwrap(), "2026-04-01");

@@ -26,8 +26,8 @@ use super::messages::{Compiled, SendContent, new_message_id};
 use super::{Cluster, ClusterError, Result};
 use crate::channels::DeliveryStatus;
 use crate::domain::campaign::{
-    Assignment, Campaign, CampaignState, EffectiveLimits, IntentStatus, RunState, SendIntent,
-    assign, quiet_time_of,
+    Assignment, Campaign, CampaignState, Decision, EffectiveLimits, IntentStatus, RunState,
+    SendIntent, assign, decide, quiet_time_of,
 };
 use crate::domain::channel::ChannelSettings;
 use crate::domain::endpoint::{Endpoint, EndpointStatus, OptOut};
@@ -226,11 +226,7 @@ impl Cluster {
                 }
             }
         }
-        *self
-            .campaign_runtime
-            .event_campaigns
-            .write()
-            .expect("lock") = live;
+        *self.campaign_runtime.event_campaigns.write().expect("lock") = live;
     }
 
     /// Whether a project has live event campaigns (cheap: checked on every event batch).
@@ -244,13 +240,14 @@ impl Cluster {
 
     /// Called by the shard leader after an event batch of an endpoint committed: queues a
     /// trigger for each live event campaign of the project whose filter an event matches.
-    pub(crate) fn check_triggers(&self, project_id: &str, endpoint_id: &str, events: &[(String, Event)]) {
+    pub(crate) fn check_triggers(
+        &self,
+        project_id: &str,
+        endpoint_id: &str,
+        events: &[(String, Event)],
+    ) {
         let campaigns = {
-            let live = self
-                .campaign_runtime
-                .event_campaigns
-                .read()
-                .expect("lock");
+            let live = self.campaign_runtime.event_campaigns.read().expect("lock");
             match live.get(project_id) {
                 Some(campaigns) => campaigns.clone(),
                 None => return,
@@ -293,7 +290,11 @@ impl Cluster {
         let project = self.project(project_id).await?;
         let campaign = match self.local_campaign(project_id, campaign_id, version)? {
             Some(campaign) => campaign,
-            None => self.get_campaign(project_id, campaign_id, Some(version)).await?.0,
+            None => {
+                self.get_campaign(project_id, campaign_id, Some(version))
+                    .await?
+                    .0
+            }
         };
         let mut compiled = Vec::with_capacity(campaign.treatments.len());
         for treatment in &campaign.treatments {
@@ -342,9 +343,9 @@ impl Cluster {
         loop {
             let next = {
                 let mut pacing = self.campaign_runtime.pacing.lock().expect("lock");
-                let entry = pacing
-                    .entry(campaign_id.to_string())
-                    .or_insert_with(|| (share, RateLimiter::new(share, share.ceil().max(1.0) as u32)));
+                let entry = pacing.entry(campaign_id.to_string()).or_insert_with(|| {
+                    (share, RateLimiter::new(share, share.ceil().max(1.0) as u32))
+                });
                 if entry.0 != share {
                     *entry = (share, RateLimiter::new(share, share.ceil().max(1.0) as u32));
                 }
@@ -454,7 +455,13 @@ impl Cluster {
                 .copied();
             if recovered != Some(term) {
                 let key = (shard, String::new(), String::new(), "recover".to_string());
-                if self.campaign_runtime.running.lock().expect("lock").insert(key.clone()) {
+                if self
+                    .campaign_runtime
+                    .running
+                    .lock()
+                    .expect("lock")
+                    .insert(key.clone())
+                {
                     let cluster = self.clone();
                     tokio::spawn(async move {
                         match cluster.recover_pending(group).await {
@@ -468,7 +475,12 @@ impl Cluster {
                             }
                             Err(error) => tracing::warn!(shard, %error, "re-dispatch failed"),
                         }
-                        cluster.campaign_runtime.running.lock().expect("lock").remove(&key);
+                        cluster
+                            .campaign_runtime
+                            .running
+                            .lock()
+                            .expect("lock")
+                            .remove(&key);
                     });
                 }
                 continue;
@@ -484,37 +496,55 @@ impl Cluster {
                 if reported_done {
                     continue;
                 }
-                if let Some(at) = self.campaign_runtime.next_pass.lock().expect("lock").get(&key)
+                if let Some(at) = self
+                    .campaign_runtime
+                    .next_pass
+                    .lock()
+                    .expect("lock")
+                    .get(&key)
                     && *at > tokio::time::Instant::now()
                 {
                     continue;
                 }
                 if run.run_id == EVENT_RUN {
                     // Triggers send; this only reports the shard's counts now and then.
-                    self.campaign_runtime.next_pass.lock().expect("lock").insert(
-                        key,
-                        tokio::time::Instant::now() + Duration::from_secs(1),
-                    );
+                    self.campaign_runtime
+                        .next_pass
+                        .lock()
+                        .expect("lock")
+                        .insert(key, tokio::time::Instant::now() + Duration::from_secs(1));
                     let run_ref = RunRef {
                         project_id: &run.project_id,
                         campaign_id: &run.campaign_id,
                         run_id: &run.run_id,
                     };
-                    let reported = run.parts.get(&shard).map(|(counts, _)| *counts).unwrap_or_default();
+                    let reported = run
+                        .parts
+                        .get(&shard)
+                        .map(|(counts, _)| *counts)
+                        .unwrap_or_default();
                     if let Ok(part) = self.local_part(group, run_ref)
                         && part.counts != reported
                     {
                         let cluster = self.clone();
                         let run = run.clone();
                         tokio::spawn(async move {
-                            if let Err(error) = cluster.report_part(&run, shard, part.counts, false).await {
+                            if let Err(error) =
+                                cluster.report_part(&run, shard, part.counts, false).await
+                            {
                                 tracing::debug!(%error, "event run counts not reported");
                             }
                         });
                     }
                     continue;
                 }
-                if !self.campaign_runtime.running.lock().expect("lock").insert(key.clone()) {
+                if !self
+                    .campaign_runtime
+                    .running
+                    .lock()
+                    .expect("lock")
+                    .insert(key.clone())
+                {
                     continue;
                 }
                 let cluster = self.clone();
@@ -524,7 +554,11 @@ impl Cluster {
                     let runtime = &cluster.campaign_runtime;
                     match outcome {
                         Ok(Some(next)) => {
-                            runtime.next_pass.lock().expect("lock").insert(key.clone(), next);
+                            runtime
+                                .next_pass
+                                .lock()
+                                .expect("lock")
+                                .insert(key.clone(), next);
                         }
                         Ok(None) => {
                             runtime.next_pass.lock().expect("lock").remove(&key);
@@ -571,8 +605,10 @@ impl Cluster {
             .run_context(&run.project_id, &run.campaign_id, run.campaign_version)
             .await?;
         let schedule = run_schedule(&ctx.campaign, &run.run_id).clone();
-        let nominal = NaiveDateTime::parse_from_str(&run.nominal, "%Y-%m-%dT%H:%M:%S")
-            .map_err(|error| ClusterError::Internal(format!("bad run time {:?}: {error}", run.nominal)))?;
+        let nominal =
+            NaiveDateTime::parse_from_str(&run.nominal, "%Y-%m-%dT%H:%M:%S").map_err(|error| {
+                ClusterError::Internal(format!("bad run time {:?}: {error}", run.nominal))
+            })?;
         let segment = self.compile_context_segment(&ctx)?;
         let started = Utc::now();
         let mut members: Vec<String> = {
@@ -582,7 +618,12 @@ impl Cluster {
             let indexes = handle.segments.read().expect("segment index lock");
             indexes
                 .get(&run.project_id)
-                .map(|index| index.members(&segment, started).map(str::to_string).collect())
+                .map(|index| {
+                    index
+                        .members(&segment, started)
+                        .map(str::to_string)
+                        .collect()
+                })
                 .unwrap_or_default()
         };
         members.sort_unstable();
@@ -592,7 +633,9 @@ impl Cluster {
         let mut last_report = tokio::time::Instant::now();
         for page in members.chunks(PAGE) {
             if self.is_stopping() || !self.leads(group) {
-                return Err(ClusterError::Unavailable("no longer the shard leader".into()));
+                return Err(ClusterError::Unavailable(
+                    "no longer the shard leader".into(),
+                ));
             }
             let head = self.local_campaign_head(&run.project_id, &run.campaign_id)?;
             match head.and_then(|head| head.state) {
@@ -607,7 +650,13 @@ impl Cluster {
             let mut endpoints: HashMap<String, Endpoint> = HashMap::new();
             for endpoint_id in page {
                 if self
-                    .local_get::<SendIntent>(&intent_key(group, tag::SEND_INTENT, run_ref, endpoint_id, ""))?
+                    .local_get::<SendIntent>(&intent_key(
+                        group,
+                        tag::SEND_INTENT,
+                        run_ref,
+                        endpoint_id,
+                        "",
+                    ))?
                     .is_some()
                 {
                     continue;
@@ -620,29 +669,35 @@ impl Cluster {
                 else {
                     continue;
                 };
-                let (treatment, mut status, mut reason) = match assign(&ctx.campaign, endpoint.cohort_id) {
-                    Assignment::Holdout if holdout_run => (0, IntentStatus::Holdout, "in the holdout"),
-                    Assignment::Holdout => continue,
-                    Assignment::Treatment(t) if run.treatments.contains(&t) => {
-                        (t, IntentStatus::Pending, "")
-                    }
-                    Assignment::Treatment(_) => continue,
-                };
-                let zone = parse_zone(&endpoint.demographic.timezone);
-                if schedule.is_local_time && status == IntentStatus::Pending {
-                    let due = schedule.due_at(nominal, zone);
-                    if due > now {
-                        next_due = Some(next_due.map_or(due, |next| next.min(due)));
-                        continue;
-                    }
-                }
+                let (treatment, mut status, mut reason) =
+                    match assign(&ctx.campaign, endpoint.cohort_id) {
+                        Assignment::Holdout if holdout_run => {
+                            (0, IntentStatus::Holdout, "in the holdout")
+                        }
+                        Assignment::Holdout => continue,
+                        Assignment::Treatment(t) if run.treatments.contains(&t) => {
+                            (t, IntentStatus::Pending, "")
+                        }
+                        Assignment::Treatment(_) => continue,
+                    };
                 if status == IntentStatus::Pending {
-                    if endpoint.opt_out == OptOut::All || endpoint.status == EndpointStatus::Inactive {
-                        status = IntentStatus::OptOut;
-                        reason = "the endpoint opted out or is inactive";
-                    } else if is_quiet(&quiet, now, zone.unwrap_or_else(|| schedule.zone())) {
-                        status = IntentStatus::QuietTime;
-                        reason = "inside the endpoint's quiet time";
+                    let zone = parse_zone(&endpoint.demographic.timezone);
+                    match decide(&schedule, &quiet, nominal, zone, now) {
+                        Decision::NotDue(due) => {
+                            next_due = Some(next_due.map_or(due, |next| next.min(due)));
+                            continue;
+                        }
+                        _ if endpoint.opt_out == OptOut::All
+                            || endpoint.status == EndpointStatus::Inactive =>
+                        {
+                            status = IntentStatus::OptOut;
+                            reason = "the endpoint opted out or is inactive";
+                        }
+                        Decision::Quiet => {
+                            status = IntentStatus::QuietTime;
+                            reason = "inside the endpoint's quiet time";
+                        }
+                        Decision::Send => {}
                     }
                 }
                 requests.push(IntentRequest {
@@ -721,7 +776,9 @@ impl Cluster {
             )
             .await?;
         let crate::raft::command::ShardOpResult::Intents(answers) = answer else {
-            return Err(ClusterError::Internal(format!("unexpected answer {answer:?}")));
+            return Err(ClusterError::Internal(format!(
+                "unexpected answer {answer:?}"
+            )));
         };
         let sends = answers
             .into_iter()
@@ -809,10 +866,12 @@ impl Cluster {
             .await
             .and_then(reqwest::Response::error_for_status)
             .map_err(|error| ClusterError::Unavailable(format!("campaign hook failed: {error}")))?;
-        let kept: serde_json::Map<String, serde_json::Value> = answer
-            .json()
-            .await
-            .map_err(|error| ClusterError::Unavailable(format!("campaign hook answered no endpoint map: {error}")))?;
+        let kept: serde_json::Map<String, serde_json::Value> =
+            answer.json().await.map_err(|error| {
+                ClusterError::Unavailable(format!(
+                    "campaign hook answered no endpoint map: {error}"
+                ))
+            })?;
         for request in requests.iter_mut() {
             if request.status == IntentStatus::Pending && !kept.contains_key(&request.endpoint_id) {
                 request.status = IntentStatus::Filtered;
@@ -827,7 +886,10 @@ impl Cluster {
     async fn recover_pending(&self, group: GroupId) -> Result<()> {
         let pending: Vec<PendingIntent> = self
             .store
-            .scan::<PendingIntent>(&self.store.data, &keys::data_key(group, tag::PENDING_INTENT, &[]))
+            .scan::<PendingIntent>(
+                &self.store.data,
+                &keys::data_key(group, tag::PENDING_INTENT, &[]),
+            )
             .map_err(ClusterError::internal)?
             .into_iter()
             .map(|(_, pending)| pending)
@@ -835,8 +897,13 @@ impl Cluster {
         if pending.is_empty() {
             return Ok(());
         }
-        tracing::info!(group, intents = pending.len(), "re-dispatching intents without an outcome");
-        let mut by_run: BTreeMap<(String, String, String, u32), Vec<PendingIntent>> = BTreeMap::new();
+        tracing::info!(
+            group,
+            intents = pending.len(),
+            "re-dispatching intents without an outcome"
+        );
+        let mut by_run: BTreeMap<(String, String, String, u32), Vec<PendingIntent>> =
+            BTreeMap::new();
         for intent in pending {
             by_run
                 .entry((
@@ -867,14 +934,21 @@ impl Cluster {
                         ));
                         match (ctx, endpoint) {
                             (Some(ctx), Ok(Some(endpoint))) => {
-                                self.dispatch(ctx, run_id, &endpoint, &pending.trigger, &pending.intent)
-                                    .await
+                                self.dispatch(
+                                    ctx,
+                                    run_id,
+                                    &endpoint,
+                                    &pending.trigger,
+                                    &pending.intent,
+                                )
+                                .await
                             }
                             _ => IntentOutcome {
                                 endpoint_id: pending.endpoint_id.clone(),
                                 trigger: pending.trigger.clone(),
                                 status: IntentStatus::Failed,
-                                reason: "the endpoint or campaign was deleted before the send".into(),
+                                reason: "the endpoint or campaign was deleted before the send"
+                                    .into(),
                                 event: None,
                             },
                         }

@@ -124,20 +124,26 @@ impl Cluster {
         self.check_references(&campaign).await?;
         let campaign_id = campaign.campaign_id.clone();
         match self
-            .write_meta(MetaCommand::Campaign(CampaignCommand::Put { campaign, create }))
+            .write_meta(MetaCommand::Campaign(CampaignCommand::Put {
+                campaign,
+                create,
+            }))
             .await?
         {
             MetaResponse::Campaign { campaign, state } => Ok((campaign, state)),
-            MetaResponse::CampaignNotFound if create => Err(ClusterError::AlreadyExists(
-                format!("campaign {campaign_id:?} exists"),
-            )),
+            MetaResponse::CampaignNotFound if create => Err(ClusterError::AlreadyExists(format!(
+                "campaign {campaign_id:?} exists"
+            ))),
             MetaResponse::CampaignNotFound => Err(not_found(&campaign_id)),
             other => Err(unexpected(other)),
         }
     }
 
     /// Stores version 1 of a new campaign with a new id (CMP-1).
-    pub async fn create_campaign(&self, mut campaign: Campaign) -> Result<(Campaign, CampaignState)> {
+    pub async fn create_campaign(
+        &self,
+        mut campaign: Campaign,
+    ) -> Result<(Campaign, CampaignState)> {
         if campaign.campaign_id.is_empty() {
             campaign.campaign_id = uuid::Uuid::new_v4().simple().to_string();
         }
@@ -148,7 +154,10 @@ impl Cluster {
     }
 
     /// Stores the next version of a campaign; pausing and resuming are updates of `is_paused`.
-    pub async fn update_campaign(&self, mut campaign: Campaign) -> Result<(Campaign, CampaignState)> {
+    pub async fn update_campaign(
+        &self,
+        mut campaign: Campaign,
+    ) -> Result<(Campaign, CampaignState)> {
         let (current, _) = self
             .get_campaign(&campaign.project_id, &campaign.campaign_id, None)
             .await?;
@@ -174,9 +183,7 @@ impl Cluster {
             .read_value(META_GROUP, campaign_key(project_id, campaign_id, version))
             .await?
             .ok_or_else(|| {
-                ClusterError::NotFound(format!(
-                    "campaign {campaign_id:?} has no version {version}"
-                ))
+                ClusterError::NotFound(format!("campaign {campaign_id:?} has no version {version}"))
             })?;
         Ok((campaign, head.state.unwrap_or(CampaignState::Draft)))
     }
@@ -266,7 +273,8 @@ impl Cluster {
             .map(|(_, value)| codec::decode(&value).map_err(ClusterError::internal))
             .collect::<Result<_>>()?;
         runs.sort_by(|a, b| {
-            (a.start_time.as_str(), a.run_id.as_str()).cmp(&(b.start_time.as_str(), b.run_id.as_str()))
+            (a.start_time.as_str(), a.run_id.as_str())
+                .cmp(&(b.start_time.as_str(), b.run_id.as_str()))
         });
         Ok(runs)
     }
@@ -374,7 +382,10 @@ impl Cluster {
         version: u32,
     ) -> Result<Option<Campaign>> {
         self.store
-            .get(&self.store.data, &campaign_key(project_id, campaign_id, version))
+            .get(
+                &self.store.data,
+                &campaign_key(project_id, campaign_id, version),
+            )
             .map_err(ClusterError::internal)
     }
 
@@ -385,7 +396,10 @@ impl Cluster {
         campaign_id: &str,
     ) -> Result<Option<CampaignHead>> {
         self.store
-            .get(&self.store.data, &campaign_head_key(project_id, campaign_id))
+            .get(
+                &self.store.data,
+                &campaign_head_key(project_id, campaign_id),
+            )
             .map_err(ClusterError::internal)
     }
 
@@ -425,7 +439,8 @@ impl Cluster {
             };
             let runs = self.local_runs(Some((&project_id, &campaign_id)))?;
             let event_campaign = campaign.schedule.frequency == Frequency::Event;
-            let window_closed = parse_instant(&campaign.schedule.end_time).is_some_and(|end| now > end);
+            let window_closed =
+                parse_instant(&campaign.schedule.end_time).is_some_and(|end| now > end);
             let mut executing = false;
             for run in runs.iter().filter(|run| run.state == RunState::Executing) {
                 let finished = if run.run_id == EVENT_RUN {
@@ -451,12 +466,18 @@ impl Cluster {
             }
             let mut pending = false;
             if event_campaign {
-                let started = parse_instant(&campaign.schedule.start_time)
-                    .is_none_or(|start| start <= now);
+                let started =
+                    parse_instant(&campaign.schedule.start_time).is_none_or(|start| start <= now);
                 let exists = runs.iter().any(|run| run.run_id == EVENT_RUN);
                 if started && !window_closed && !exists {
-                    self.start_run(&campaign, EVENT_RUN, None, (0..campaign.treatments.len() as u32).collect(), String::new())
-                        .await?;
+                    self.start_run(
+                        &campaign,
+                        EVENT_RUN,
+                        None,
+                        (0..campaign.treatments.len() as u32).collect(),
+                        String::new(),
+                    )
+                    .await?;
                     executing = true;
                 }
                 pending = !started;
@@ -533,8 +554,11 @@ impl Cluster {
             run_id,
             "campaign run starts"
         );
-        self.write_meta(MetaCommand::Campaign(CampaignCommand::StartRun { run, next }))
-            .await?;
+        self.write_meta(MetaCommand::Campaign(CampaignCommand::StartRun {
+            run,
+            next,
+        }))
+        .await?;
         Ok(())
     }
 

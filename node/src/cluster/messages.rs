@@ -135,7 +135,11 @@ fn escape_html(text: &str) -> String {
 
 impl Cluster {
     /// Compiles the request's templates and inline content, each once.
-    pub(crate) async fn compile_content(&self, project_id: &str, content: &SendContent) -> Result<Compiled> {
+    pub(crate) async fn compile_content(
+        &self,
+        project_id: &str,
+        content: &SendContent,
+    ) -> Result<Compiled> {
         let mut compiled = Compiled::new();
         for (kind, inline) in &content.inline {
             let template = CompiledTemplate::compile(inline, &BTreeMap::new()).map_err(|v| {
@@ -183,7 +187,14 @@ impl Cluster {
             );
         }
         let outcome = self
-            .render_and_send(settings, compiled, endpoint, substitutions, &message_id, false)
+            .render_and_send(
+                settings,
+                compiled,
+                endpoint,
+                substitutions,
+                &message_id,
+                false,
+            )
             .await;
         SendResult::new(&message_id, outcome)
     }

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use super::event::Event;
 use super::hashing::stable_hash;
 use super::project::{CampaignLimits, QuietTime, validate_name};
-use super::schedule::{Frequency, Schedule, validate_schedule};
+use super::schedule::{Frequency, Schedule, is_quiet, validate_schedule};
 use super::segment::{AttributeDimension, MetricDimension};
 use super::template::{TemplateContent, TemplateType};
 use super::violation::{FieldViolation, join};
@@ -756,6 +756,37 @@ pub fn quiet_time_of<'a>(schedule: &'a Schedule, project: &'a QuietTime) -> &'a 
     schedule.quiet_time.as_ref().unwrap_or(project)
 }
 
+/// What a pass of a run does with one endpoint at `now` (CMP-2, CMP-6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// Its time has not come (local-time runs): look again at this instant.
+    NotDue(chrono::DateTime<chrono::Utc>),
+    /// Due, but inside its quiet time: skipped for this run, counted as targeted.
+    Quiet,
+    /// Due and outside quiet time: send now.
+    Send,
+}
+
+/// Decides for an endpoint in `endpoint_zone` (None: the campaign's zone) whether a run with
+/// nominal time `nominal` sends to it at `now`.
+pub fn decide(
+    schedule: &Schedule,
+    quiet: &QuietTime,
+    nominal: chrono::NaiveDateTime,
+    endpoint_zone: Option<chrono_tz::Tz>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Decision {
+    let due = schedule.due_at(nominal, endpoint_zone);
+    if due > now {
+        return Decision::NotDue(due);
+    }
+    if is_quiet(quiet, now, endpoint_zone.unwrap_or_else(|| schedule.zone())) {
+        Decision::Quiet
+    } else {
+        Decision::Send
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use proptest::prelude::*;
@@ -813,7 +844,10 @@ mod tests {
 
     #[test]
     fn sizes_must_add_up_and_treatments_are_bounded() {
-        assert_eq!(fields(&validate_campaign(&campaign(0, &[50]))), ["treatments"]);
+        assert_eq!(
+            fields(&validate_campaign(&campaign(0, &[50]))),
+            ["treatments"]
+        );
         let six = campaign(0, &[20, 20, 20, 20, 10, 10]);
         assert_eq!(fields(&validate_campaign(&six)), ["treatments"]);
         let mut none = campaign(100, &[]);
@@ -932,7 +966,136 @@ mod tests {
         })
     }
 
+    const ZONES: &[&str] = &[
+        "Asia/Kathmandu",
+        "Pacific/Tongatapu",
+        "Pacific/Chatham",
+        "America/New_York",
+        "Europe/London",
+        "Australia/Lord_Howe",
+        "America/St_Johns",
+        "UTC",
+    ];
+
+    /// Runs a local-time run through passes every `step_minutes` of a controlled clock from
+    /// the earliest due instant for 30 hours; answers the first decision (time and what) for
+    /// an endpoint in `zone`.
+    fn first_decision(
+        schedule: &Schedule,
+        quiet: &QuietTime,
+        nominal: chrono::NaiveDateTime,
+        zone: chrono_tz::Tz,
+        step_minutes: i64,
+    ) -> Option<(chrono::DateTime<chrono::Utc>, Decision)> {
+        let mut now = schedule.earliest_due(nominal);
+        let end = now + chrono::Duration::hours(30);
+        while now <= end {
+            match decide(schedule, quiet, nominal, Some(zone), now) {
+                Decision::NotDue(_) => now += chrono::Duration::minutes(step_minutes),
+                decision => return Some((now, decision)),
+            }
+        }
+        None
+    }
+
+    #[test]
+    fn local_time_on_a_dst_day_and_in_odd_offsets() {
+        use chrono::{NaiveDate, TimeZone, Timelike};
+        let schedule = Schedule {
+            start_time: "2026-03-08T09:00:00Z".into(),
+            end_time: String::new(),
+            frequency: Frequency::Once,
+            is_local_time: true,
+            timezone: "UTC".into(),
+            quiet_time: None,
+        };
+        let quiet = QuietTime {
+            start: "22:00".into(),
+            end: "07:00".into(),
+        };
+        // New York springs forward on 2026-03-08: 09:00 EDT is 13:00Z, not 14:00Z.
+        let nominal = NaiveDate::from_ymd_opt(2026, 3, 8)
+            .unwrap()
+            .and_hms_opt(9, 0, 0)
+            .unwrap();
+        for (zone, utc) in [
+            ("America/New_York", (2026, 3, 8, 13, 0)),
+            ("Asia/Kathmandu", (2026, 3, 8, 3, 15)),
+            ("Pacific/Tongatapu", (2026, 3, 7, 20, 0)),
+        ] {
+            let zone: chrono_tz::Tz = zone.parse().unwrap();
+            let (at, decision) = first_decision(&schedule, &quiet, nominal, zone, 1).unwrap();
+            assert_eq!(decision, Decision::Send, "{zone}");
+            assert_eq!(
+                at,
+                chrono::Utc
+                    .with_ymd_and_hms(utc.0, utc.1, utc.2, utc.3, utc.4, 0)
+                    .unwrap(),
+                "{zone}"
+            );
+            assert_eq!(at.with_timezone(&zone).hour(), 9, "{zone}");
+        }
+        // A 06:30 run sits inside 22:00–07:00 everywhere: skipped, never sent.
+        let early = nominal.with_hour(6).unwrap().with_minute(30).unwrap();
+        for zone in ZONES {
+            let zone: chrono_tz::Tz = zone.parse().unwrap();
+            let (_, decision) = first_decision(&schedule, &quiet, early, zone, 5).unwrap();
+            assert_eq!(decision, Decision::Quiet, "{zone}");
+        }
+    }
+
     proptest! {
+        /// CMP-2, CMP-6 with a controlled clock: in every zone, a local-time run reaches the
+        /// endpoint at the first pass at or after the run's clock time there (a DST gap moves
+        /// it forward by the gap), and a send never happens inside the quiet time.
+        #[test]
+        fn local_time_sends_at_the_local_clock_and_never_in_quiet_hours(
+            zone in proptest::sample::select(ZONES),
+            day in 0i64..730,
+            minute_of_day in 0u32..1440,
+            quiet_start in 0u32..1440,
+            quiet_length in 0u32..720,
+            step in 1i64..20,
+        ) {
+            use chrono::{NaiveDate, Timelike};
+            let zone: chrono_tz::Tz = zone.parse().unwrap();
+            let date = NaiveDate::from_ymd_opt(2026, 1, 1).unwrap() + chrono::Duration::days(day);
+            let nominal = date
+                .and_hms_opt(minute_of_day / 60, minute_of_day % 60, 0)
+                .unwrap();
+            let quiet_end = (quiet_start + quiet_length) % 1440;
+            let quiet = QuietTime {
+                start: format!("{:02}:{:02}", quiet_start / 60, quiet_start % 60),
+                end: format!("{:02}:{:02}", quiet_end / 60, quiet_end % 60),
+            };
+            let schedule = Schedule {
+                start_time: "2026-01-01T00:00:00Z".into(),
+                end_time: String::new(),
+                frequency: Frequency::Once,
+                is_local_time: true,
+                timezone: "UTC".into(),
+                quiet_time: None,
+            };
+            let (at, decision) = first_decision(&schedule, &quiet, nominal, zone, step).unwrap();
+            let due = schedule.due_at(nominal, Some(zone));
+            prop_assert!(at >= due && at < due + chrono::Duration::minutes(step));
+            prop_assert!(at >= schedule.earliest_due(nominal) && due <= schedule.latest_due(nominal));
+            // The local clock at the due instant is the run's clock, or later by a DST gap.
+            let local = due.with_timezone(&zone).naive_local();
+            let drift = local - nominal;
+            prop_assert!(
+                drift >= chrono::Duration::zero() && drift <= chrono::Duration::minutes(60),
+                "local {local} for nominal {nominal}"
+            );
+            let quiet_now = is_quiet(&quiet, at, zone);
+            match decision {
+                Decision::Send => prop_assert!(!quiet_now),
+                Decision::Quiet => prop_assert!(quiet_now),
+                Decision::NotDue(_) => prop_assert!(false, "first decision is not NotDue"),
+            }
+            let _ = at.with_timezone(&zone).minute();
+        }
+
         /// CMP-5: whatever the order of attempts across campaigns, days and sessions, the
         /// admitted sends never exceed any cap, and a send is refused only when one is reached.
         #[test]

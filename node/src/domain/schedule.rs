@@ -417,8 +417,7 @@ fn parse_clock_time(value: &str) -> Option<NaiveTime> {
 /// start <= t < end (start < end) or t >= start || t < end (the period wraps midnight, start > end).
 /// Empty or equal start/end: never quiet. Clock times parse as "HH:MM".
 pub fn is_quiet(quiet: &QuietTime, at: DateTime<Utc>, zone: Tz) -> bool {
-    QuietPeriod::parse(quiet)
-        .is_some_and(|period| period.contains(at.with_timezone(&zone).time()))
+    QuietPeriod::parse(quiet).is_some_and(|period| period.contains(at.with_timezone(&zone).time()))
 }
 
 /// The first instant at or after `at` that is not quiet (== `at` when not quiet); handles DST days.
@@ -461,7 +460,9 @@ fn next_clock_time(from: NaiveDateTime, time: NaiveTime) -> Option<NaiveDateTime
     if same_day >= from {
         Some(same_day)
     } else {
-        from.date().succ_opt().map(|next_day| next_day.and_time(time))
+        from.date()
+            .succ_opt()
+            .map(|next_day| next_day.and_time(time))
     }
 }
 
@@ -679,10 +680,7 @@ mod tests {
                 wall("2027-04-30 10:00"),
             ]
         );
-        assert_eq!(
-            s.nominal_run(13, created()),
-            Some(wall("2028-02-29 10:00"))
-        );
+        assert_eq!(s.nominal_run(13, created()), Some(wall("2028-02-29 10:00")));
     }
 
     /// ONCE runs exactly once; EVENT campaigns have no scheduled runs.
@@ -719,10 +717,7 @@ mod tests {
             Frequency::Daily,
             "America/New_York",
         ));
-        assert_eq!(
-            s.nominal_run(2, created()),
-            Some(wall("2026-01-03 09:00"))
-        );
+        assert_eq!(s.nominal_run(2, created()), Some(wall("2026-01-03 09:00")));
         assert_eq!(s.nominal_run(3, created()), None);
     }
 
@@ -916,7 +911,11 @@ mod tests {
             ),
         ];
         for (s, expected) in cases {
-            assert_eq!(fields(&validate_schedule("schedule", &s)), expected, "{s:?}");
+            assert_eq!(
+                fields(&validate_schedule("schedule", &s)),
+                expected,
+                "{s:?}"
+            );
         }
 
         let mut bad_quiet = schedule(start, end, Frequency::Daily, "");

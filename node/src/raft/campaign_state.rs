@@ -37,7 +37,11 @@ pub fn campaign_head_key(project_id: &str, campaign_id: &str) -> Vec<u8> {
 
 /// Key of a run.
 pub fn run_key(project_id: &str, campaign_id: &str, run_id: &str) -> Vec<u8> {
-    keys::data_key(META_GROUP, tag::CAMPAIGN_RUN, &[project_id, campaign_id, run_id])
+    keys::data_key(
+        META_GROUP,
+        tag::CAMPAIGN_RUN,
+        &[project_id, campaign_id, run_id],
+    )
 }
 
 /// A run, by its ids.
@@ -467,7 +471,12 @@ pub(super) fn count_engagement(
         return Ok(());
     };
     let event_key = keys::data_key(group, tag::EVENT, &[project_id, endpoint_id, event_id]);
-    if writer.store.data.contains_key(&event_key).map_err(io::Error::other)? {
+    if writer
+        .store
+        .data
+        .contains_key(&event_key)
+        .map_err(io::Error::other)?
+    {
         // A retried request: counted the first time.
         return Ok(());
     }
