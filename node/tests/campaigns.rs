@@ -707,3 +707,31 @@ async fn a_campaign_burst_is_spread_at_the_channel_rate() {
         );
     }
 }
+
+/// CMP-1: a campaign whose segment is deleted before its run becomes INVALID and its run is
+/// cancelled; nothing is sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_campaign_without_its_segment_becomes_invalid() {
+    let dir = tempfile::tempdir().unwrap();
+    let fixture = start(dir.path(), pb::ProjectSettings::default()).await;
+    put_endpoint(&fixture, "e1", "gold", "", false).await;
+    let schedule = pb::Schedule {
+        start_time: (Utc::now() + chrono::Duration::seconds(2)).to_rfc3339(),
+        frequency: "ONCE".into(),
+        ..Default::default()
+    };
+    let campaign = create(&fixture, write(&fixture, "orphan", schedule, 0)).await;
+    assert_eq!(campaign.state, "SCHEDULED");
+    SegmentsClient::new(fixture.channel.clone())
+        .delete_segment(pb::DeleteSegmentRequest {
+            project_id: fixture.project.clone(),
+            segment_id: fixture.segment.clone(),
+        })
+        .await
+        .unwrap();
+    wait_for_state(&fixture, &campaign.campaign_id, "INVALID").await;
+    let runs = activities(&fixture, &campaign.campaign_id).await;
+    assert_eq!(runs.len(), 1);
+    assert_eq!(runs[0].state, "CANCELLED");
+    assert!(outbox(dir.path()).is_empty());
+}

@@ -563,6 +563,10 @@ impl Cluster {
                         Ok(None) => {
                             runtime.next_pass.lock().expect("lock").remove(&key);
                         }
+                        Err(ClusterError::NotFound(reason)) => {
+                            // Its segment or a template is gone: the campaign cannot send.
+                            cluster.invalidate(&run, &reason).await;
+                        }
                         Err(error) => {
                             tracing::warn!(shard, run_id = run.run_id, %error, "campaign pass failed");
                             runtime.next_pass.lock().expect("lock").insert(
@@ -573,6 +577,40 @@ impl Cluster {
                     }
                     runtime.running.lock().expect("lock").remove(&key);
                 });
+            }
+        }
+    }
+
+    /// Cancels a run whose campaign can no longer send (its segment or a template was deleted)
+    /// and marks the campaign INVALID (CMP-1), so no pass keeps retrying it.
+    async fn invalidate(&self, run: &crate::domain::campaign::CampaignRun, reason: &str) {
+        tracing::warn!(
+            project_id = run.project_id,
+            campaign_id = run.campaign_id,
+            run_id = run.run_id,
+            reason,
+            "campaign is invalid; its run is cancelled"
+        );
+        let commands = [
+            crate::raft::command::CampaignCommand::EndRun {
+                project_id: run.project_id.clone(),
+                campaign_id: run.campaign_id.clone(),
+                run_id: run.run_id.clone(),
+                state: RunState::Cancelled,
+                at: super::now_rfc3339(),
+            },
+            crate::raft::command::CampaignCommand::SetState {
+                project_id: run.project_id.clone(),
+                campaign_id: run.campaign_id.clone(),
+                state: CampaignState::Invalid,
+            },
+        ];
+        for command in commands {
+            if let Err(error) = self
+                .write_meta(crate::raft::command::MetaCommand::Campaign(command))
+                .await
+            {
+                tracing::warn!(%error, "campaign not marked invalid");
             }
         }
     }

@@ -164,9 +164,11 @@ pub(super) fn apply_campaign(
             head.state = Some(match (stored.is_paused, head.state) {
                 (true, _) => CampaignState::Paused,
                 // A new version of a finished campaign schedules again.
-                (false, None | Some(CampaignState::Paused | CampaignState::Completed)) => {
-                    CampaignState::Scheduled
-                }
+                (
+                    false,
+                    None
+                    | Some(CampaignState::Paused | CampaignState::Completed | CampaignState::Invalid),
+                ) => CampaignState::Scheduled,
                 (false, Some(state)) => state,
             });
             writer.put(
