@@ -359,6 +359,26 @@ impl Cluster {
         }
     }
 
+    /// Holds a send while its campaign is paused (CMP-1); answers false when the campaign is
+    /// gone or the node stops (its outcome is then not committed, see `commit_and_send`).
+    async fn wait_while_paused(&self, project_id: &str, campaign_id: &str) -> bool {
+        loop {
+            match self
+                .local_campaign_head(project_id, campaign_id)
+                .ok()
+                .flatten()
+                .and_then(|head| head.state)
+            {
+                None | Some(CampaignState::Deleted) => return false,
+                _ if self.is_stopping() => return false,
+                Some(CampaignState::Paused) => {
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                }
+                Some(_) => return true,
+            }
+        }
+    }
+
     /// Sends one committed intent and answers its outcome, with the message event.
     async fn dispatch(
         &self,
@@ -370,6 +390,18 @@ impl Cluster {
     ) -> IntentOutcome {
         self.pace(&ctx.campaign.campaign_id, ctx.limits.messages_per_second)
             .await;
+        if !self
+            .wait_while_paused(&ctx.campaign.project_id, &ctx.campaign.campaign_id)
+            .await
+        {
+            return IntentOutcome {
+                endpoint_id: endpoint.endpoint_id.clone(),
+                trigger: trigger.to_string(),
+                status: IntentStatus::Failed,
+                reason: "the campaign was deleted before the send".into(),
+                event: None,
+            };
+        }
         let compiled = ctx
             .compiled
             .get(intent.treatment as usize)
@@ -840,6 +872,11 @@ impl Cluster {
         if outcomes.is_empty() {
             return Ok(());
         }
+        if self.is_stopping() {
+            // Outcomes of sends cut short by the stop would be wrong: the intents stay
+            // pending and are re-dispatched when the node (or the next leader) starts.
+            return Err(ClusterError::Unavailable("the node is stopping".into()));
+        }
         self.propose(
             index,
             ShardOp::CommitOutcomes {
@@ -993,6 +1030,9 @@ impl Cluster {
                     }
                 }))
                 .await;
+                if self.is_stopping() {
+                    return Err(ClusterError::Unavailable("the node is stopping".into()));
+                }
                 self.propose(
                     index,
                     ShardOp::CommitOutcomes {
