@@ -22,6 +22,8 @@ pub struct Config {
     pub cluster: ClusterConfig,
     /// Limits enforced on requests.
     pub limits: Limits,
+    /// What happens to messages of channels a project has not configured.
+    pub channels: ChannelsConfig,
 }
 
 /// `[server]`: addresses and the data directory.
@@ -67,6 +69,16 @@ pub struct ClusterConfig {
     pub placement_interval_ms: u64,
 }
 
+/// `[channels]`: node-wide delivery settings.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ChannelsConfig {
+    /// Discard messages of channels a project has not configured (answered SUCCESSFUL,
+    /// nothing written) instead of appending them to the outbox files: for benchmarks and
+    /// load tests that would otherwise measure the outbox's disk writes and fill the disk.
+    pub null_sink: bool,
+}
+
 impl Default for Config {
     fn default() -> Self {
         Self {
@@ -74,6 +86,7 @@ impl Default for Config {
             server: ServerConfig::default(),
             cluster: ClusterConfig::default(),
             limits: Limits::default(),
+            channels: ChannelsConfig::default(),
         }
     }
 }
@@ -187,6 +200,7 @@ impl Config {
                 "HERALD_JOIN" => self.cluster.join = Some(value.clone()),
                 "HERALD_CLUSTER_SECRET" => self.cluster.secret = value.clone(),
                 "HERALD_DOWN_AFTER_SECS" => self.cluster.down_after_secs = parse(name, value)?,
+                "HERALD_NULL_SINK" => self.channels.null_sink = parse(name, value)?,
                 _ => {}
             }
         }
@@ -270,6 +284,9 @@ mod tests {
         let env = HashMap::from([("HERALD_DATA_DIR".to_string(), "/tmp/x".to_string())]);
         config.apply_env(&env).unwrap();
         assert_eq!(config.server.data_dir, PathBuf::from("/tmp/x"));
+        let env = HashMap::from([("HERALD_NULL_SINK".to_string(), "true".to_string())]);
+        config.apply_env(&env).unwrap();
+        assert!(config.channels.null_sink);
         let env = HashMap::from([("HERALD_LISTEN".to_string(), "nope".to_string())]);
         let error = config.apply_env(&env).unwrap_err().to_string();
         assert!(error.contains("HERALD_LISTEN"), "{error}");

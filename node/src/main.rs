@@ -59,6 +59,10 @@ struct ServeArgs {
     /// Secret shared by every node of the cluster (or HERALD_CLUSTER_SECRET).
     #[arg(long)]
     cluster_secret: Option<String>,
+    /// Discard messages of channels a project has not configured instead of writing them to
+    /// the outbox (or HERALD_NULL_SINK=true): for benchmarks and load tests.
+    #[arg(long)]
+    null_sink: bool,
 }
 
 impl ServeArgs {
@@ -90,6 +94,9 @@ impl ServeArgs {
         }
         if let Some(secret) = &self.cluster_secret {
             config.cluster.secret = secret.clone();
+        }
+        if self.null_sink {
+            config.channels.null_sink = true;
         }
         config.validate()?;
         Ok(config)

@@ -4,6 +4,8 @@
 //! # Layout
 //! - [`ingest`]: `herald bench ingest`, concurrent `PutEvents`.
 //! - [`segment`]: `herald bench segment`, estimates over 1,000,000 endpoints.
+//! - [`campaign`]: `herald bench campaign`, a campaign to 500,000 endpoints and
+//!   event-triggered sends, with the null sink.
 //! - [`baseline`]: a no-op server with Herald's API, the transport's ceiling.
 //! - [`load`]: the closed-loop driver: workers, warmup, measured window, latency percentiles.
 //! - [`wire`]: `PutEvents` requests encoded once and responses decoded only to count results.
@@ -11,6 +13,7 @@
 //! - [`process`]: the measured servers, run as child processes of this binary.
 
 pub mod baseline;
+pub mod campaign;
 pub mod ingest;
 pub mod load;
 pub mod process;
@@ -29,6 +32,10 @@ pub enum BenchCommand {
     /// Segment estimates: a 4-dimension segment over 1,000,000 endpoints in a fresh node,
     /// against a naive evaluation of the same segment in this process.
     Segment(segment::SegmentArgs),
+    /// Campaign sends: a campaign to half of 1,000,000 endpoints in a fresh node with the
+    /// null sink (messages/s against the same node's endpoint load rate), then the p99
+    /// time-to-send of event-triggered sends at 1,000 matching events/s.
+    Campaign(campaign::CampaignArgs),
     /// Serve the no-op baseline until SIGTERM (what the workloads start as their baseline).
     #[command(hide = true)]
     ServeBaseline,
@@ -39,6 +46,7 @@ pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
     match command {
         BenchCommand::Ingest(args) => ingest::run(args).await,
         BenchCommand::Segment(args) => segment::run(args).await,
+        BenchCommand::Campaign(args) => campaign::run(args).await,
         BenchCommand::ServeBaseline => baseline::serve_until_signal().await,
     }
 }

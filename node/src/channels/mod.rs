@@ -10,7 +10,8 @@
 //! - [`sms`]: SMS and voice through a provider's HTTP API, from the chosen origination identity.
 //! - [`webhook`]: the custom channel, a signed JSON POST to the customer's URL.
 //! - [`pipeline`]: rate limits, bounded concurrency and retries around every provider send.
-//! - [`outbox`]: JSON lines under the data dir, for channels a project has not configured.
+//! - [`outbox`]: JSON lines under the data dir, for channels a project has not configured,
+//!   or nothing at all when the node runs with `channels.null_sink`.
 
 pub mod apns;
 pub mod fcm;
@@ -122,8 +123,9 @@ pub trait Provider: Send + Sync {
 pub type SharedProvider = Arc<dyn Provider>;
 
 /// The provider a message on `channel` goes to: the project's configured and enabled provider
-/// for the channel, or the outbox when it has none (or its settings are unusable). In-app
-/// messages never come here: they go to the endpoint's inbox.
+/// for the channel, or the outbox (a null sink with `channels.null_sink`) when it has none (or
+/// its settings are unusable). In-app messages never come here: they go to the endpoint's
+/// inbox.
 pub fn provider_for(
     channel: ChannelType,
     settings: &crate::domain::channel::ChannelSettings,

@@ -1,6 +1,8 @@
 //! The outbox: what every channel sends to while its project has no provider configured (a
 //! fresh node), so a newcomer sees rendered messages without setting anything up. One JSON
-//! line per message in `<data dir>/outbox/<channel>.jsonl`.
+//! line per message in `<data dir>/outbox/<channel>.jsonl`. With `channels.null_sink` the
+//! outbox is a null sink instead: it accepts every message and writes nothing, so benchmarks
+//! measure Herald's send path rather than the outbox's disk writes.
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
@@ -21,6 +23,9 @@ pub struct OutboxProvider {
     /// One writer per channel file, each behind its own lock so lines never interleave and
     /// channels do not wait for each other.
     files: Mutex<HashMap<ChannelType, Arc<Mutex<File>>>>,
+    /// The null sink (`channels.null_sink`): messages are accepted and dropped, no file is
+    /// written.
+    discard: bool,
 }
 
 /// One line of an outbox file.
@@ -39,9 +44,15 @@ struct OutboxLine<'a> {
 impl OutboxProvider {
     /// An outbox under `data_dir`; files are created on the first message of their channel.
     pub fn new(data_dir: &Path) -> Self {
+        Self::with_null_sink(data_dir, false)
+    }
+
+    /// An outbox under `data_dir`, or with `null_sink` one that discards every message.
+    pub fn with_null_sink(data_dir: &Path, null_sink: bool) -> Self {
         Self {
             dir: data_dir.join("outbox"),
             files: Mutex::new(HashMap::new()),
+            discard: null_sink,
         }
     }
 
@@ -89,6 +100,9 @@ impl OutboxProvider {
 #[tonic::async_trait]
 impl Provider for OutboxProvider {
     async fn send(&self, message: &OutboundMessage) -> DeliveryOutcome {
+        if self.discard {
+            return DeliveryOutcome::new(DeliveryStatus::Successful, "discarded by the null sink");
+        }
         // Small appends to a local file: cheap enough to run inline.
         match self.append(message) {
             Ok(()) => DeliveryOutcome::new(DeliveryStatus::Successful, "written to the outbox"),
@@ -134,5 +148,24 @@ mod tests {
         assert_eq!(lines.len(), 2);
         assert_eq!(lines[0]["message_id"], "m1");
         assert_eq!(lines[1]["content"]["Sms"]["body"], "hi");
+    }
+
+    /// The null sink accepts every message and writes no file.
+    #[tokio::test]
+    async fn null_sink_accepts_and_writes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let outbox = OutboxProvider::with_null_sink(dir.path(), true);
+        let outcome = outbox
+            .send(&OutboundMessage {
+                message_id: "m1".into(),
+                project_id: "p".into(),
+                endpoint_id: Some("e1".into()),
+                channel: ChannelType::Sms,
+                address: "+14155550100".into(),
+                content: RenderedMessage::Sms(SmsTemplate { body: "hi".into() }),
+            })
+            .await;
+        assert_eq!(outcome.status, DeliveryStatus::Successful);
+        assert!(!dir.path().join("outbox").exists());
     }
 }

@@ -152,8 +152,9 @@ impl Cluster {
             .map_err(ClusterError::internal)?,
         );
         let router = PeerRouter::new(node_id, config.cluster.secret.clone());
-        let outbox = Arc::new(crate::channels::outbox::OutboxProvider::new(
+        let outbox = Arc::new(crate::channels::outbox::OutboxProvider::with_null_sink(
             &config.server.data_dir,
+            config.channels.null_sink,
         ));
         let cluster = Arc::new(Self {
             node_id,
