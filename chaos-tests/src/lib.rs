@@ -19,6 +19,8 @@
 //! - [`workload`]: the clients, and the final reads.
 //! - [`history`]: operations and faults with their times; saving and loading as JSON lines.
 //! - [`checker`]: the properties, each a function over a history.
+//! - [`campaign`]: a paced campaign run as a workload, and the exactly-once check over every
+//!   node's outbox.
 //! - [`stores`]: events read from stopped nodes' stores (the API cannot read events back).
 //! - [`seed`]: the run's seed and a SplitMix64 generator.
 //! - [`binary`]: finding (or building) the `herald` binary.
@@ -26,6 +28,7 @@
 #![deny(missing_docs)]
 
 pub mod binary;
+pub mod campaign;
 pub mod checker;
 pub mod cluster;
 pub mod history;

@@ -249,12 +249,10 @@ impl Cluster {
                 let nodes = self.active_node_count();
                 if wait {
                     self.delivery
-                        .send_waiting(provider.as_ref(), &message, rate, nodes)
+                        .send_waiting(&provider, &message, rate, nodes)
                         .await
                 } else {
-                    self.delivery
-                        .send(provider.as_ref(), &message, rate, nodes)
-                        .await
+                    self.delivery.send(&provider, &message, rate, nodes).await
                 }
             }
         };
@@ -275,13 +273,25 @@ impl Cluster {
         let provider = provider_for(message.channel, settings, &self.outbox);
         let rate = channel_rate(settings, message.channel);
         self.delivery
-            .send(provider.as_ref(), message, rate, self.active_node_count())
+            .send(&provider, message, rate, self.active_node_count())
             .await
     }
 
     /// Active nodes as this node's meta copy knows them (at least one: this node), among
-    /// which channel rate limits are shared.
+    /// which channel rate limits are shared; counted at most once a second.
     pub(crate) fn active_node_count(&self) -> usize {
+        let mut cached = self.active_nodes.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((at, count)) = *cached
+            && at.elapsed() < std::time::Duration::from_secs(1)
+        {
+            return count;
+        }
+        let count = self.count_active_nodes();
+        *cached = Some((std::time::Instant::now(), count));
+        count
+    }
+
+    fn count_active_nodes(&self) -> usize {
         self.local_nodes()
             .map(|nodes| {
                 nodes

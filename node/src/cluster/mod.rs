@@ -103,6 +103,9 @@ pub struct Cluster {
     delivery: crate::channels::pipeline::Delivery,
     /// Campaign passes, triggers and pacing on this node.
     campaign_runtime: campaign_exec::Runtime,
+    /// Active nodes as last counted and when (rate limits are shared among them; counting
+    /// scans the meta copy, too slow for every message).
+    active_nodes: std::sync::Mutex<Option<(std::time::Instant, usize)>>,
 }
 
 impl Cluster {
@@ -175,6 +178,7 @@ impl Cluster {
             outbox,
             delivery: Default::default(),
             campaign_runtime: Default::default(),
+            active_nodes: std::sync::Mutex::new(None),
         });
         cluster.learn_peer_addresses();
         let meta = cluster.ensure_group(META_GROUP).await?;

@@ -324,13 +324,18 @@ pub(super) fn commit_intents(
         if request.status == IntentStatus::Pending {
             let caps_key = caps_key(group, run.project_id, &request.endpoint_id);
             let mut caps: EndpointCaps = writer.get(&caps_key)?.unwrap_or_default();
-            let session = writer
-                .get::<Activity>(&keys::data_key(
-                    group,
-                    tag::ACTIVITY,
-                    &[run.project_id, &request.endpoint_id],
-                ))?
-                .map_or(0, |activity| activity.sessions);
+            // The session only matters to a session cap; reading it costs a lookup per send.
+            let session = if limits.session > 0 {
+                writer
+                    .get::<Activity>(&keys::data_key(
+                        group,
+                        tag::ACTIVITY,
+                        &[run.project_id, &request.endpoint_id],
+                    ))?
+                    .map_or(0, |activity| activity.sessions)
+            } else {
+                0
+            };
             match caps.admit(run.campaign_id, limits, day, session) {
                 Ok(()) => {
                     writer.put(caps_key, &caps, Space::Data);
@@ -378,6 +383,7 @@ pub(super) fn commit_outcomes(
     let part_key = part_key(group, run);
     let mut part: RunPart = writer.get(&part_key)?.unwrap_or_default();
     let day = day_of(now_ms);
+    let mut kpis: std::collections::BTreeMap<u32, KpiCounts> = std::collections::BTreeMap::new();
     for outcome in outcomes {
         let key = intent_key(
             group,
@@ -403,14 +409,8 @@ pub(super) fn commit_outcomes(
             &outcome.trigger,
         ));
         part.counts.count_new(outcome.status);
-        let kpi_key = kpi_key(
-            group,
-            run.project_id,
-            run.campaign_id,
-            day,
-            intent.treatment,
-        );
-        let mut kpi: KpiCounts = writer.get(&kpi_key)?.unwrap_or_default();
+        // KPI counts of the entry are gathered and written once per treatment.
+        let kpi = kpis.entry(intent.treatment).or_default();
         kpi.attempted += 1;
         if outcome.status == IntentStatus::Delivered {
             kpi.delivered += 1;
@@ -424,7 +424,6 @@ pub(super) fn commit_outcomes(
                 writer.put(caps_key, &caps, Space::Data);
             }
         }
-        writer.put(kpi_key, &kpi, Space::Data);
         if let Some((event_id, event)) = &outcome.event {
             writer.put_blind(
                 keys::data_key(
@@ -435,6 +434,12 @@ pub(super) fn commit_outcomes(
                 event,
             );
         }
+    }
+    for (treatment, counts) in kpis {
+        let key = kpi_key(group, run.project_id, run.campaign_id, day, treatment);
+        let mut kpi: KpiCounts = writer.get(&key)?.unwrap_or_default();
+        kpi.add(&counts);
+        writer.put(key, &kpi, Space::Data);
     }
     writer.put(part_key, &part, Space::Data);
     Ok(ShardOpResult::Done)
