@@ -872,3 +872,120 @@ async fn pause_stops_a_run_and_resume_finishes_it() {
     assert_eq!(lines.len(), 30);
     assert!(lines.values().all(|l| l.len() == 1));
 }
+
+/// The project's campaign hook (FILTER): the audience goes to the hook before sending, and
+/// only the endpoints it answers get the message; the others count as filtered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_campaign_hook_decides_who_is_sent() {
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let recorded = seen.clone();
+    let app =
+        axum::Router::new().fallback(move |axum::Json(body): axum::Json<serde_json::Value>| {
+            let recorded = recorded.clone();
+            async move {
+                let endpoints = body["Endpoints"].as_object().cloned().unwrap_or_default();
+                recorded.lock().unwrap().extend(endpoints.keys().cloned());
+                // Keep the endpoints whose number is even.
+                let kept: serde_json::Map<String, serde_json::Value> = endpoints
+                    .into_iter()
+                    .filter(|(id, _)| id[1..].parse::<u32>().unwrap() % 2 == 0)
+                    .collect();
+                axum::Json(serde_json::Value::Object(kept))
+            }
+        });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let dir = tempfile::tempdir().unwrap();
+    let settings = pb::ProjectSettings {
+        campaign_hook: Some(pb::CampaignHook {
+            web_url: format!("http://{addr}/filter"),
+            mode: "FILTER".into(),
+        }),
+        ..Default::default()
+    };
+    let fixture = start(dir.path(), settings).await;
+    for i in 0..10 {
+        put_endpoint(&fixture, &format!("e{i}"), "gold", "", false).await;
+    }
+    let campaign = create(&fixture, write(&fixture, "hooked", once_now(), 0)).await;
+    wait_for_state(&fixture, &campaign.campaign_id, "COMPLETED").await;
+    let mut asked = seen.lock().unwrap().clone();
+    asked.sort();
+    assert_eq!(asked, (0..10).map(|i| format!("e{i}")).collect::<Vec<_>>());
+    let sent: Vec<String> = outbox(dir.path()).into_keys().collect();
+    assert_eq!(sent, ["e0", "e2", "e4", "e6", "e8"]);
+    let counts = activities(&fixture, &campaign.campaign_id).await[0]
+        .counts
+        .unwrap();
+    assert_eq!((counts.filtered, counts.delivered), (5, 5));
+}
+
+/// CMP-3, CMP-5: an event older than the campaign's maximum duration sends nothing and is
+/// recorded as expired.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_trigger_past_the_maximum_duration_is_dropped_with_its_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let fixture = start(dir.path(), pb::ProjectSettings::default()).await;
+    put_endpoint(&fixture, "late", "gold", "", false).await;
+    put_endpoint(&fixture, "fresh", "gold", "", false).await;
+    let mut campaign = write(
+        &fixture,
+        "late",
+        pb::Schedule {
+            start_time: (Utc::now() - chrono::Duration::hours(3)).to_rfc3339(),
+            end_time: (Utc::now() + chrono::Duration::hours(1)).to_rfc3339(),
+            frequency: "EVENT".into(),
+            ..Default::default()
+        },
+        0,
+    );
+    campaign.event_filter = Some(pb::EventFilter {
+        event_types: vec!["purchase".into()],
+        ..Default::default()
+    });
+    campaign.limits = Some(pb::CampaignLimitOverrides {
+        maximum_duration_secs: Some(60),
+        ..Default::default()
+    });
+    let campaign = create(&fixture, campaign).await;
+    wait_for_state(&fixture, &campaign.campaign_id, "EXECUTING").await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    for (endpoint, age) in [
+        ("late", chrono::Duration::hours(2)),
+        ("fresh", chrono::Duration::zero()),
+    ] {
+        EventsClient::new(fixture.channel.clone())
+            .put_events(pb::PutEventsRequest {
+                project_id: fixture.project.clone(),
+                batch_item: HashMap::from([(
+                    endpoint.to_string(),
+                    pb::EventsBatch {
+                        endpoint: None,
+                        events: HashMap::from([(
+                            format!("ev-{endpoint}"),
+                            pb::Event {
+                                event_type: "purchase".into(),
+                                timestamp: (Utc::now() - age).to_rfc3339(),
+                                ..Default::default()
+                            },
+                        )]),
+                    },
+                )]),
+            })
+            .await
+            .unwrap();
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let runs = activities(&fixture, &campaign.campaign_id).await;
+        let counts = runs.first().and_then(|run| run.counts).unwrap_or_default();
+        if counts.expired == 1 && counts.delivered == 1 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{counts:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let sent: Vec<String> = outbox(dir.path()).into_keys().collect();
+    assert_eq!(sent, ["fresh"]);
+}
