@@ -1496,7 +1496,9 @@ mod conversions {
 
     use std::collections::HashMap;
 
-    use herald_node::api::segments::{definition_from_proto, definition_to_proto};
+    use herald_node::api::segments::{
+        definition_from_proto, definition_from_response, definition_to_proto,
+    };
     use herald_node::domain::segment::{
         Combination, Recency, RecencyDuration, RecencyKind, SegmentRule, SetKind, SourceCombination,
     };
@@ -1617,6 +1619,43 @@ mod conversions {
             definition_from_proto("segment", Some(back)).expect("still valid"),
             definition
         );
+    }
+
+    /// An imported segment's rule converts both ways, from requests and from answers, and
+    /// a blank job id is refused on its field.
+    #[test]
+    fn imported_rule_round_trips() {
+        let request = pb::SegmentDefinition {
+            name: "march list".to_string(),
+            rule: Some(Rule::Imported(pb::ImportedRule {
+                import_job_id: "job-1".to_string(),
+            })),
+        };
+        let definition = definition_from_proto("segment", Some(request.clone())).expect("valid");
+        assert_eq!(
+            definition.rule,
+            SegmentRule::Imported {
+                import_job_id: "job-1".to_string()
+            }
+        );
+        assert_eq!(definition_to_proto(&definition), request);
+        let answer = pb::SegmentResponse {
+            name: "march list".to_string(),
+            rule: Some(pb::segment_response::Rule::Imported(pb::ImportedRule {
+                import_job_id: "job-1".to_string(),
+            })),
+            ..Default::default()
+        };
+        assert_eq!(
+            definition_from_response(&answer).expect("known"),
+            definition
+        );
+        let blank = pb::SegmentDefinition {
+            name: "blank".to_string(),
+            rule: Some(Rule::Imported(pb::ImportedRule::default())),
+        };
+        let violations = definition_from_proto("segment", Some(blank)).unwrap_err();
+        assert_eq!(violations[0].field, "segment.imported.import_job_id");
     }
 
     /// Unknown operator names, missing required ones and what validation finds are reported

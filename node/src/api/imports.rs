@@ -7,9 +7,19 @@
 //! [`Cluster::upsert_endpoints`] and saves the job's progress in the meta group at most
 //! about once a second and at the end. Bytes and batches go through bounded channels, so
 //! memory stays bounded whatever the file size: an upload waits for the writes.
+//!
+//! A job given `define_segment_name` creates its imported segment before reading a row and,
+//! after each batch is written, records the imported endpoints as members in their shards
+//! ([`Cluster::add_imported`]).
+//!
+//! A running job saves its progress at least every [`HEARTBEAT_MS`] even when no row
+//! arrives, and the service remembers which jobs its process runs: reading a job nobody runs
+//! any more ends it as FAILED ([`ImportJob::is_abandoned`]), so a job whose node stopped
+//! does not stay PROCESSING.
 
+use std::collections::HashSet;
 use std::io::{self, Read};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use herald_proto::v1 as pb;
@@ -26,7 +36,7 @@ use crate::cli::import::EndpointRows;
 use crate::cluster::{Cluster, ClusterError, now_rfc3339};
 use crate::domain::FieldViolation;
 use crate::domain::endpoint::validate_id;
-use crate::domain::import_job::{ImportJob, ImportRowError, ImportState};
+use crate::domain::import_job::{HEARTBEAT_MS, ImportJob, ImportRowError, ImportState};
 use crate::domain::limits::Limits;
 
 /// Uploaded chunks buffered ahead of the parser (each at most the request size limit).
@@ -41,15 +51,64 @@ const PROGRESS_SAVE_INTERVAL: Duration = Duration::from_secs(1);
 /// Refused rows gathered before they are handed over, bounding a batch of bad rows.
 const REFUSED_ROWS_PER_BATCH: usize = 1_000;
 
+/// Ids of the jobs this process runs: a job of this node missing here was abandoned.
+type RunningJobs = Arc<Mutex<HashSet<String>>>;
+
 /// The Imports service.
 pub struct ImportsApi {
     cluster: ClusterHandle,
+    /// Jobs running in this process, to tell abandoned jobs of this node.
+    running: RunningJobs,
 }
 
 impl ImportsApi {
     /// The service.
     pub fn new(cluster: ClusterHandle) -> Self {
-        Self { cluster }
+        Self {
+            cluster,
+            running: RunningJobs::default(),
+        }
+    }
+
+    /// `job` as it stands: ended as FAILED first when nothing runs it any more.
+    async fn judged(&self, cluster: &Cluster, job: ImportJob) -> Result<ImportJob, Status> {
+        let running_here = self
+            .running
+            .lock()
+            .expect("running jobs")
+            .contains(&job.job_id);
+        let now_ms = chrono::Utc::now().timestamp_millis();
+        if !job.is_abandoned(cluster.node_id(), running_here, now_ms) {
+            return Ok(job);
+        }
+        cluster.abandon_import_job(job).await.map_err(to_status)
+    }
+}
+
+/// Marks a job as running in this process until dropped.
+struct RunningJob {
+    running: RunningJobs,
+    job_id: String,
+}
+
+impl RunningJob {
+    fn start(running: &RunningJobs, job_id: &str) -> Self {
+        running
+            .lock()
+            .expect("running jobs")
+            .insert(job_id.to_string());
+        Self {
+            running: running.clone(),
+            job_id: job_id.to_string(),
+        }
+    }
+}
+
+impl Drop for RunningJob {
+    fn drop(&mut self) {
+        if let Ok(mut running) = self.running.lock() {
+            running.remove(&self.job_id);
+        }
     }
 }
 
@@ -60,6 +119,8 @@ struct ImportPlan {
     format_name: &'static str,
     file_name: String,
     batch_size: usize,
+    /// Name of the imported segment the job defines, if any.
+    segment_name: Option<String>,
 }
 
 impl ImportPlan {
@@ -91,6 +152,24 @@ impl ImportPlan {
                 limits.items_per_batch
             }
         };
+        let segment_name = match definition.define_segment_name.as_str() {
+            "" => None,
+            name if name.trim().is_empty() => {
+                violations.push(FieldViolation::new(
+                    "definition.define_segment_name",
+                    "must not be blank (leave it empty to define no segment)",
+                ));
+                None
+            }
+            name if name.chars().any(char::is_control) => {
+                violations.push(FieldViolation::new(
+                    "definition.define_segment_name",
+                    "must not contain control characters",
+                ));
+                None
+            }
+            name => Some(name.to_string()),
+        };
         match format {
             Some((format, format_name)) if violations.is_empty() => Ok(Self {
                 project_id: definition.project_id,
@@ -98,6 +177,7 @@ impl ImportPlan {
                 format_name,
                 file_name: definition.file_name,
                 batch_size,
+                segment_name,
             }),
             _ => Err(invalid_argument(&violations)),
         }
@@ -131,6 +211,7 @@ fn job_to_proto(job: &ImportJob, with_errors: bool) -> pb::ImportJob {
         creation_date: job.creation_date.clone(),
         completion_date: job.completion_date.clone(),
         failure: job.failure.clone(),
+        segment_id: job.segment_id.clone(),
     }
 }
 
@@ -251,22 +332,88 @@ fn parse_rows<R: Read>(
     Ok(())
 }
 
-/// Saves the job's progress in the meta group and publishes it to the creating call.
-async fn save_progress(cluster: &Cluster, job: &ImportJob, progress: &watch::Sender<ImportJob>) {
+/// Saves the job's progress in the meta group and publishes it to the creating call; false
+/// when the stored job has ended meanwhile (judged abandoned): the run must stop.
+async fn save_progress(
+    cluster: &Cluster,
+    job: &ImportJob,
+    progress: &watch::Sender<ImportJob>,
+) -> bool {
     progress.send_replace(job.clone());
-    if let Err(error) = cluster.update_import_job(job.clone()).await {
-        tracing::warn!(job_id = %job.job_id, %error, "cannot save import progress");
+    match cluster.update_import_job(job.clone()).await {
+        Ok(_) => true,
+        Err(ClusterError::NotFound(_)) => {
+            tracing::warn!(job_id = %job.job_id, "import job ended by another node, stopping it");
+            false
+        }
+        Err(error) => {
+            tracing::warn!(job_id = %job.job_id, %error, "cannot save import progress");
+            true
+        }
     }
 }
 
+/// Writes one parsed batch: upserts its endpoints, puts the imported ones in the job's
+/// segment, and counts its rows in `job`. An `Err` is why the job must stop.
+async fn write_batch(
+    cluster: &Cluster,
+    job: &mut ImportJob,
+    batch: ParsedBatch,
+) -> Result<(), String> {
+    job.rows_read += batch.rows_read;
+    let mut refused = batch.refused;
+    if !batch.items.is_empty() {
+        let (rows, items): (Vec<(u64, String)>, Vec<_>) = batch
+            .items
+            .into_iter()
+            .map(|(line, id, input)| ((line, id.clone()), (id, input)))
+            .unzip();
+        let outcomes = cluster
+            .upsert_endpoints(&job.project_id, items)
+            .await
+            .map_err(|error| format!("cannot write endpoints: {error}"))?;
+        let mut imported = Vec::new();
+        for ((line, endpoint_id), outcome) in rows.into_iter().zip(outcomes) {
+            match outcome.map_err(|error| under("endpoint", error)) {
+                Ok(_) => {
+                    job.imported += 1;
+                    imported.push(endpoint_id);
+                }
+                Err(ClusterError::InvalidArgument(violations)) => {
+                    refused.push(row_error(line, &endpoint_id, &violations));
+                }
+                Err(other) => refused.push(ImportRowError {
+                    line,
+                    endpoint_id,
+                    field: String::new(),
+                    message: other.to_string(),
+                }),
+            }
+        }
+        if !job.segment_id.is_empty() && !imported.is_empty() {
+            cluster
+                .add_imported(&job.project_id, &job.job_id, imported)
+                .await
+                .map_err(|error| format!("cannot record the imported segment: {error}"))?;
+        }
+    }
+    refused.sort_by_key(|error| error.line);
+    for error in refused {
+        job.reject(error);
+    }
+    Ok(())
+}
+
 /// Runs a job to its end: parses `reader` on a blocking thread, writes the batches, saves
-/// progress, and records COMPLETED or FAILED.
+/// progress (at least every [`HEARTBEAT_MS`]), and records COMPLETED or FAILED. The job
+/// counts as running in this process while `running` lives.
 async fn run_import(
     cluster: Arc<Cluster>,
     mut job: ImportJob,
     reader: Box<dyn Read + Send>,
     plan: ImportPlan,
     progress: watch::Sender<ImportJob>,
+    running: RunningJob,
 ) {
     let limits = cluster.limits().clone();
     let (batch_sender, mut batch_receiver) = mpsc::channel(BATCHES_BUFFERED);
@@ -274,53 +421,37 @@ async fn run_import(
         parse_rows(reader, plan.format, plan.batch_size, &limits, &batch_sender)
     });
     job.state = ImportState::Processing;
-    save_progress(&cluster, &job, &progress).await;
+    let mut ours = save_progress(&cluster, &job, &progress).await;
     let mut last_saved = Instant::now();
+    let heartbeat = Duration::from_millis(HEARTBEAT_MS as u64);
     let mut failure = None;
-    while let Some(batch) = batch_receiver.recv().await {
-        job.rows_read += batch.rows_read;
-        let mut refused = batch.refused;
-        if !batch.items.is_empty() {
-            let (rows, items): (Vec<(u64, String)>, Vec<_>) = batch
-                .items
-                .into_iter()
-                .map(|(line, id, input)| ((line, id.clone()), (id, input)))
-                .unzip();
-            match cluster.upsert_endpoints(&job.project_id, items).await {
-                Ok(outcomes) => {
-                    for ((line, endpoint_id), outcome) in rows.into_iter().zip(outcomes) {
-                        match outcome.map_err(|error| under("endpoint", error)) {
-                            Ok(_) => job.imported += 1,
-                            Err(ClusterError::InvalidArgument(violations)) => {
-                                refused.push(row_error(line, &endpoint_id, &violations));
-                            }
-                            Err(other) => refused.push(ImportRowError {
-                                line,
-                                endpoint_id,
-                                field: String::new(),
-                                message: other.to_string(),
-                            }),
-                        }
-                    }
-                }
-                Err(error) => {
-                    failure = Some(format!("cannot write endpoints: {error}"));
-                    break;
-                }
+    while ours {
+        let batch = tokio::select! {
+            batch = batch_receiver.recv() => batch,
+            () = tokio::time::sleep(heartbeat.saturating_sub(last_saved.elapsed())) => {
+                ours = save_progress(&cluster, &job, &progress).await;
+                last_saved = Instant::now();
+                continue;
             }
-        }
-        refused.sort_by_key(|error| error.line);
-        for error in refused {
-            job.reject(error);
+        };
+        let Some(batch) = batch else {
+            break;
+        };
+        if let Err(reason) = write_batch(&cluster, &mut job, batch).await {
+            failure = Some(reason);
+            break;
         }
         progress.send_replace(job.clone());
         if last_saved.elapsed() >= PROGRESS_SAVE_INTERVAL {
-            save_progress(&cluster, &job, &progress).await;
+            ours = save_progress(&cluster, &job, &progress).await;
             last_saved = Instant::now();
         }
     }
     drop(batch_receiver);
     let parsed = parser.await;
+    if !ours {
+        return;
+    }
     if failure.is_none() {
         failure = match parsed {
             Ok(Ok(())) => None,
@@ -330,11 +461,13 @@ async fn run_import(
     }
     job.finish(failure, now_rfc3339());
     save_progress(&cluster, &job, &progress).await;
+    drop(running);
     tracing::info!(
         job_id = %job.job_id,
         state = job.state.as_str(),
         imported = job.imported,
         rejected = job.rejected,
+        segment_id = %job.segment_id,
         "import job ended"
     );
 }
@@ -379,10 +512,19 @@ impl Imports for ImportsApi {
                 })?;
                 Some(file)
             };
+            let job_id = uuid::Uuid::new_v4().simple().to_string();
+            // Running before its record exists, so no reader takes it for abandoned.
+            let running = RunningJob::start(&self.running, &job_id);
             let job = cluster
-                .create_import_job(&plan.project_id, plan.format_name, &plan.file_name)
+                .create_import_job(
+                    &plan.project_id,
+                    &job_id,
+                    plan.format_name,
+                    &plan.file_name,
+                    plan.segment_name.as_deref(),
+                )
                 .await
-                .map_err(to_status)?;
+                .map_err(|error| to_status(under("definition", error)))?;
             let (progress, watched) = watch::channel(job.clone());
             let Some(file) = file else {
                 let (chunks, receiver) = mpsc::channel(UPLOAD_CHUNKS_BUFFERED);
@@ -391,7 +533,14 @@ impl Imports for ImportsApi {
                     current: Vec::new(),
                     position: 0,
                 };
-                tokio::spawn(run_import(cluster, job, Box::new(reader), plan, progress));
+                tokio::spawn(run_import(
+                    cluster,
+                    job,
+                    Box::new(reader),
+                    plan,
+                    progress,
+                    running,
+                ));
                 // A broken upload fails the job and is answered with its own status.
                 let mut broken = None;
                 loop {
@@ -428,7 +577,14 @@ impl Imports for ImportsApi {
             if upload.message().await?.is_some() {
                 tracing::warn!(job_id = %job.job_id, "data uploaded with a file on the node is ignored");
             }
-            tokio::spawn(run_import(cluster, job, Box::new(file), plan, progress));
+            tokio::spawn(run_import(
+                cluster,
+                job,
+                Box::new(file),
+                plan,
+                progress,
+                running,
+            ));
             let job = watched.borrow().clone();
             Ok(pb::ImportJobResponse {
                 job: Some(job_to_proto(&job, true)),
@@ -455,6 +611,7 @@ impl Imports for ImportsApi {
                 .get_import_job(&request.project_id, &request.job_id)
                 .await
                 .map_err(to_status)?;
+            let job = self.judged(cluster, job).await?;
             Ok(pb::ImportJobResponse {
                 job: Some(job_to_proto(&job, true)),
             })
@@ -470,10 +627,14 @@ impl Imports for ImportsApi {
             let request = request.into_inner();
             let cluster = self.cluster.get()?;
             check_ids(&[("project_id", &request.project_id)], cluster.limits())?;
-            let jobs = cluster
+            let mut jobs = Vec::new();
+            for job in cluster
                 .list_import_jobs(&request.project_id)
                 .await
-                .map_err(to_status)?;
+                .map_err(to_status)?
+            {
+                jobs.push(self.judged(cluster, job).await?);
+            }
             Ok(pb::GetImportJobsResponse {
                 jobs: jobs.iter().map(|job| job_to_proto(job, false)).collect(),
             })

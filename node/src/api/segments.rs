@@ -1,4 +1,5 @@
-//! `herald.v1.Segments`: create, version, read, list, delete and estimate dynamic segments.
+//! `herald.v1.Segments`: create, version, read, list, delete and estimate dynamic and
+//! imported segments.
 //!
 //! The conversions both ways live here too ([`definition_from_proto`],
 //! [`definition_to_proto`]) because the CLI builds its requests with them.
@@ -66,6 +67,9 @@ pub fn definition_from_response(
         pb::segment_response::Rule::SegmentGroups(list) => {
             pb::segment_definition::Rule::SegmentGroups(list)
         }
+        pb::segment_response::Rule::Imported(imported) => {
+            pb::segment_definition::Rule::Imported(imported)
+        }
     });
     let (definition, violations) = read_definition("segment", segment.name.clone(), rule);
     if violations.is_empty() {
@@ -90,10 +94,13 @@ fn read_definition(
         Some(pb::segment_definition::Rule::SegmentGroups(list)) => {
             SegmentRule::Groups(reader.groups(&join(field, "segment_groups"), list))
         }
+        Some(pb::segment_definition::Rule::Imported(imported)) => SegmentRule::Imported {
+            import_job_id: imported.import_job_id,
+        },
         None => {
             reader.violations.push(FieldViolation::new(
                 join(field, "rule"),
-                "must be dimensions or segment_groups",
+                "must be dimensions, segment_groups or imported",
             ));
             SegmentRule::Dimensions(SegmentDimensions::default())
         }
@@ -380,6 +387,11 @@ pub fn definition_to_proto(definition: &SegmentDefinition) -> pb::SegmentDefinit
         SegmentRule::Groups(list) => {
             pb::segment_definition::Rule::SegmentGroups(groups_to_proto(list))
         }
+        SegmentRule::Imported { import_job_id } => {
+            pb::segment_definition::Rule::Imported(pb::ImportedRule {
+                import_job_id: import_job_id.clone(),
+            })
+        }
     };
     pb::SegmentDefinition {
         name: definition.name.clone(),
@@ -395,6 +407,11 @@ pub fn record_to_proto(record: &SegmentRecord) -> pb::SegmentResponse {
         }
         SegmentRule::Groups(list) => {
             pb::segment_response::Rule::SegmentGroups(groups_to_proto(list))
+        }
+        SegmentRule::Imported { import_job_id } => {
+            pb::segment_response::Rule::Imported(pb::ImportedRule {
+                import_job_id: import_job_id.clone(),
+            })
         }
     };
     pb::SegmentResponse {

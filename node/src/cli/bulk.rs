@@ -46,10 +46,20 @@ pub struct RowError {
 impl RowError {
     /// A row refused before sending, for `message`.
     pub fn local(line: u64, id: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::at(line, id, "", message)
+    }
+
+    /// A row refused before sending because of `field` (empty when none is named).
+    pub fn at(
+        line: u64,
+        id: impl Into<String>,
+        field: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
         Self {
             line,
             id: id.into(),
-            field: String::new(),
+            field: field.into(),
             message: message.into(),
         }
     }

@@ -15,7 +15,7 @@ use tonic::transport::Channel;
 
 use super::bulk::{self, BatchOutcome, Chunk, RowError, StopSignal};
 use super::output;
-use super::records::{EndpointRecord, parse_metric};
+use super::records::{EndpointRecord, RecordError, parse_metric};
 use super::{EndpointImportArgs, ImportFormat};
 
 /// Reads non-blank lines with their 1-based numbers, counting bytes for the progress bar.
@@ -187,8 +187,8 @@ impl CsvLayout {
     }
 
     /// The endpoint a data row describes; empty cells are "not given", attribute cells hold
-    /// several values separated by `;`.
-    pub fn record(&self, row: &csv::StringRecord) -> Result<EndpointRecord, String> {
+    /// several values separated by `;`. A bad cell is an error on its field.
+    pub fn record(&self, row: &csv::StringRecord) -> Result<EndpointRecord, RecordError> {
         let mut record = EndpointRecord::default();
         for (column, cell) in self.columns.iter().zip(row.iter()) {
             let cell = cell.trim();
@@ -227,9 +227,10 @@ impl CsvLayout {
                     record.attributes.insert(name.clone(), split_values(cell));
                 }
                 CsvColumn::Metric(name) => {
-                    record
-                        .metrics
-                        .insert(name.clone(), parse_metric(name, cell)?);
+                    let value = parse_metric(name, cell).map_err(|message| {
+                        RecordError::new(format!("endpoint.metrics[{name:?}]"), message)
+                    })?;
+                    record.metrics.insert(name.clone(), value);
                 }
                 CsvColumn::UserAttribute(name) => {
                     record
@@ -243,10 +244,13 @@ impl CsvLayout {
     }
 }
 
-fn parse_coordinate(name: &str, cell: &str) -> Result<f64, String> {
+fn parse_coordinate(name: &str, cell: &str) -> Result<f64, RecordError> {
     match cell.parse::<f64>() {
         Ok(number) if number.is_finite() => Ok(number),
-        _ => Err(format!("{name} {cell:?} is not a number")),
+        _ => Err(RecordError::new(
+            format!("endpoint.location.{name}"),
+            format!("{name} {cell:?} is not a number"),
+        )),
     }
 }
 
@@ -354,7 +358,7 @@ impl<R: Read> CsvEndpointRows<R> {
     }
 
     /// The next data row, or `None` at the end; an `Err` only when reading fails.
-    pub fn next_row(&mut self) -> io::Result<Option<(u64, Result<EndpointRecord, String>)>> {
+    pub fn next_row(&mut self) -> io::Result<Option<(u64, Result<EndpointRecord, RecordError>)>> {
         match self.reader.read_record(&mut self.row) {
             Ok(false) => Ok(None),
             Ok(true) => {
@@ -372,7 +376,10 @@ impl<R: Read> CsvEndpointRows<R> {
                     csv::ErrorKind::Utf8 { err, .. } => format!("the row is not UTF-8: {err}"),
                     other => format!("cannot read the row: {other:?}"),
                 };
-                Ok(Some((self.line_at(position.as_ref()), Err(message))))
+                Ok(Some((
+                    self.line_at(position.as_ref()),
+                    Err(RecordError::row(message)),
+                )))
             }
         }
     }
@@ -420,19 +427,21 @@ impl<R: Read> EndpointRows<R> {
                 None => return Ok(None),
             },
             Self::Jsonl(lines) => match lines.next_line()? {
-                Some((line, text)) => {
-                    (line, text.and_then(|text| EndpointRecord::from_json(&text)))
-                }
+                Some((line, text)) => (
+                    line,
+                    text.map_err(RecordError::row)
+                        .and_then(|text| EndpointRecord::from_json(&text)),
+                ),
                 None => return Ok(None),
             },
         };
         let item = match record {
-            Err(message) => Err(RowError::local(line, "", message)),
+            Err(error) => Err(RowError::at(line, "", error.field, error.message)),
             Ok(record) => {
                 let endpoint_id = record.id.clone();
                 record
                     .into_batch_item()
-                    .map_err(|message| RowError::local(line, endpoint_id, message))
+                    .map_err(|error| RowError::at(line, endpoint_id, error.field, error.message))
             }
         };
         Ok(Some(EndpointRow { line, item }))
@@ -664,6 +673,7 @@ mod tests {
         let error = rows[1].item.clone().expect_err("unknown channel");
         assert_eq!(error.line, 3);
         assert_eq!(error.id, "e2");
+        assert_eq!(error.field, "endpoint.channel_type");
         assert!(error.message.contains("\"PIGEON\""), "{}", error.message);
         assert_eq!(rows[2].line, 5);
         assert!(
@@ -772,12 +782,14 @@ mod tests {
         );
         let metric = rows[0].item.clone().expect_err("bad metric");
         assert!(metric.message.contains("\"score\"") && metric.message.contains("\"high\""));
+        assert_eq!(metric.field, "endpoint.metrics[\"score\"]");
         let latitude = rows[1].item.clone().expect_err("bad latitude");
         assert!(
             latitude.message.contains("\"north\""),
             "{}",
             latitude.message
         );
+        assert_eq!(latitude.field, "endpoint.location.latitude");
     }
 
     /// JSONL lines are numbered in the file, blank lines skipped, bad lines reported.

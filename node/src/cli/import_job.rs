@@ -108,6 +108,7 @@ async fn create(
                 String::new()
             },
             batch_size: u32::from(arguments.batch_size),
+            define_segment_name: String::new(),
         })),
     };
     let created = if arguments.on_node {

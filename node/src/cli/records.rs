@@ -8,6 +8,39 @@ use serde::Deserialize;
 
 use crate::domain::endpoint::ChannelType;
 
+/// Why a written record cannot become a request: the field at fault, named as the server
+/// names fields of a batch item (`endpoint.channel_type`, `endpoint.metrics["score"]`,
+/// `endpoint_id`), empty when none can be named (broken JSON); and what was wrong. Shown, it
+/// is the message alone, which names the value already.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordError {
+    /// The bad field relative to the row; empty when none is named.
+    pub field: String,
+    /// What was wrong.
+    pub message: String,
+}
+
+impl RecordError {
+    /// An error about `field`.
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+
+    /// An error about the whole row, no field named.
+    pub fn row(message: impl Into<String>) -> Self {
+        Self::new("", message)
+    }
+}
+
+impl std::fmt::Display for RecordError {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str(&self.message)
+    }
+}
+
 /// The channel names a user may write, for error messages.
 const CHANNEL_NAMES: &str = "EMAIL, SMS, VOICE, APNS, APNS_SANDBOX, GCM, FCM, IN_APP, CUSTOM";
 
@@ -217,15 +250,24 @@ pub struct EndpointRecord {
 }
 
 impl EndpointRecord {
-    /// Parses one JSONL line.
-    pub fn from_json(line: &str) -> Result<Self, String> {
-        serde_json::from_str(line).map_err(|error| format!("invalid endpoint JSON: {error}"))
+    /// Parses one JSONL line; an error names the key at fault when the line is JSON.
+    pub fn from_json(line: &str) -> Result<Self, RecordError> {
+        let invalid = |error: serde_json::Error| format!("invalid endpoint JSON: {error}");
+        let value: serde_json::Value =
+            serde_json::from_str(line).map_err(|error| RecordError::row(invalid(error)))?;
+        match serde_json::from_value(value.clone()) {
+            Ok(record) => Ok(record),
+            Err(error) => Err(RecordError::new(json_error_field(&value), invalid(error))),
+        }
     }
 
     /// The batch item for this record; the id must be present.
-    pub fn into_batch_item(self) -> Result<proto::EndpointBatchItem, String> {
+    pub fn into_batch_item(self) -> Result<proto::EndpointBatchItem, RecordError> {
         if self.id.trim().is_empty() {
-            return Err("missing endpoint id (field \"id\")".to_string());
+            return Err(RecordError::new(
+                "endpoint_id",
+                "missing endpoint id (field \"id\")",
+            ));
         }
         let endpoint_id = self.id.clone();
         let endpoint = self.into_request()?;
@@ -236,18 +278,19 @@ impl EndpointRecord {
     }
 
     /// The proto request for this record; enum names must be known.
-    pub fn into_request(self) -> Result<proto::EndpointRequest, String> {
+    pub fn into_request(self) -> Result<proto::EndpointRequest, RecordError> {
+        let at = |field: &'static str| move |message| RecordError::new(field, message);
         let channel_type = match self.channel_type.trim() {
             "" => proto::ChannelType::Unspecified as i32,
-            name => channel_type_from_name(name)?,
+            name => channel_type_from_name(name).map_err(at("endpoint.channel_type"))?,
         };
         let opt_out = match self.opt_out.trim() {
             "" => proto::OptOut::Unspecified as i32,
-            name => opt_out_from_name(name)?,
+            name => opt_out_from_name(name).map_err(at("endpoint.opt_out"))?,
         };
         let endpoint_status = match self.endpoint_status.trim() {
             "" => proto::EndpointStatus::Unspecified as i32,
-            name => endpoint_status_from_name(name)?,
+            name => endpoint_status_from_name(name).map_err(at("endpoint.endpoint_status"))?,
         };
         let demographic = self.demographic;
         let location = self.location;
@@ -284,6 +327,43 @@ impl EndpointRecord {
             }),
         })
     }
+}
+
+/// The field of an endpoint object that does not read as an [`EndpointRecord`]: each key is
+/// tried alone, then each entry of a section (`demographic`, `metrics`, …), so the answer is
+/// as precise as `endpoint.demographic.plataform` or `endpoint.metrics["score"]`. Only
+/// called on the error path.
+fn json_error_field(value: &serde_json::Value) -> String {
+    let Some(object) = value.as_object() else {
+        return String::new();
+    };
+    let one = |key: &str, value: serde_json::Value| {
+        serde_json::Value::Object(serde_json::Map::from_iter([(key.to_string(), value)]))
+    };
+    let reads = |value: serde_json::Value| serde_json::from_value::<EndpointRecord>(value).is_ok();
+    for (key, section) in object {
+        if reads(one(key, section.clone())) {
+            continue;
+        }
+        let path = if key == "id" {
+            "endpoint_id".to_string()
+        } else {
+            format!("endpoint.{key}")
+        };
+        let bad_entry = section.as_object().and_then(|entries| {
+            entries
+                .iter()
+                .find(|(name, entry)| !reads(one(key, one(name, (*entry).clone()))))
+        });
+        return match bad_entry {
+            Some((name, _)) if key == "attributes" || key == "metrics" => {
+                format!("{path}[{name:?}]")
+            }
+            Some((name, _)) => format!("{path}.{name}"),
+            None => path,
+        };
+    }
+    String::new()
 }
 
 /// Converts name → values to the proto map.
@@ -425,7 +505,44 @@ mod tests {
     fn jsonl_unknown_key_is_an_error_naming_it() {
         let error =
             EndpointRecord::from_json(r#"{"id":"e1","adress":"a@b.c"}"#).expect_err("unknown key");
-        assert!(error.contains("adress"), "{error}");
+        assert!(error.message.contains("adress"), "{error}");
+        assert_eq!(error.field, "endpoint.adress");
+    }
+
+    /// A value the parser refuses is reported on its field, down to the entry of a
+    /// section; broken JSON names none.
+    #[test]
+    fn jsonl_errors_name_the_field() {
+        let field = |line: &str| {
+            EndpointRecord::from_json(line)
+                .and_then(EndpointRecord::into_batch_item)
+                .expect_err("refused")
+                .field
+        };
+        assert_eq!(
+            field(r#"{"id":"e1","channel_type":"PIGEON"}"#),
+            "endpoint.channel_type"
+        );
+        assert_eq!(field(r#"{"id":"e1","opt_out":"SOME"}"#), "endpoint.opt_out");
+        assert_eq!(
+            field(r#"{"id":"e1","endpoint_status":"ASLEEP"}"#),
+            "endpoint.endpoint_status"
+        );
+        assert_eq!(
+            field(r#"{"id":"e1","metrics":{"visits":1,"score":"high"}}"#),
+            "endpoint.metrics[\"score\"]"
+        );
+        assert_eq!(
+            field(r#"{"id":"e1","demographic":{"plataform":"ios"}}"#),
+            "endpoint.demographic.plataform"
+        );
+        assert_eq!(
+            field(r#"{"id":"e1","location":{"latitude":"north"}}"#),
+            "endpoint.location.latitude"
+        );
+        assert_eq!(field(r#"{"id":7}"#), "endpoint_id");
+        assert_eq!(field(r#"{"address":"a@b.c"}"#), "endpoint_id");
+        assert_eq!(field(r#"{"id":"e1","#), "");
     }
 
     /// Files must say which endpoint each row is about.
@@ -434,7 +551,7 @@ mod tests {
         let error = EndpointRecord::from_json(r#"{"address":"a@b.c"}"#)
             .and_then(EndpointRecord::into_batch_item)
             .expect_err("no id");
-        assert!(error.contains("id"), "{error}");
+        assert!(error.message.contains("id"), "{error}");
     }
 
     /// FCM is accepted as the GCM channel, names are case-insensitive, unknown names fail.

@@ -21,8 +21,10 @@ use crate::domain::segment::SegmentDefinition;
 /// What a segment file looks like, shown in `herald segment create --help`.
 pub const SEGMENT_FILE_HELP: &str = r#"SEGMENT FILE (JSON; "-" reads standard input)
 
-A segment is a name and a rule: either "Dimensions" (one set of conditions, all of which
-must hold) or "Groups" (sets of conditions and other segments combined). Operators are
+A segment is a name and a rule: "Dimensions" (one set of conditions, all of which must
+hold), "Groups" (sets of conditions and other segments combined) or "Imported" (the
+endpoints an import job imported: {"Imported": {"import_job_id": "JOB"}}; an import job
+created with a segment name defines one too). Operators are
 written Inclusive, Exclusive, Contains, Before, After, On, Between (attributes and value
 lists), GreaterThan, GreaterThanOrEqual, LessThan, LessThanOrEqual, Equal, Between
 (metrics), Hr24, Day7, Day14, Day30 with Active or Inactive (recency), All, Any, None
@@ -293,12 +295,15 @@ pub fn segment_json(segment: &proto::SegmentResponse) -> anyhow::Result<Value> {
     }))
 }
 
-/// "dimensions", or "N groups (ALL)": what kind of rule a segment has.
+/// "dimensions", "N groups (ALL)" or "imported by job J": what kind of rule a segment has.
 fn rule_summary(segment: &proto::SegmentResponse) -> String {
     match &segment.rule {
         Some(proto::segment_response::Rule::Dimensions(_)) => "dimensions".to_string(),
         Some(proto::segment_response::Rule::SegmentGroups(list)) => {
             format!("{} group(s), {}", list.groups.len(), list.include)
+        }
+        Some(proto::segment_response::Rule::Imported(imported)) => {
+            format!("imported by job {}", imported.import_job_id)
         }
         None => String::new(),
     }

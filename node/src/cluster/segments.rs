@@ -8,7 +8,9 @@ use futures::future::join_all;
 use super::forward::{ForwardAnswer, ForwardOp};
 use super::{Cluster, ClusterError, Result, now_rfc3339};
 use crate::domain::FieldViolation;
-use crate::domain::segment::{SegmentDefinition, SegmentError, SegmentRecord, SegmentReference};
+use crate::domain::segment::{
+    SegmentDefinition, SegmentError, SegmentRecord, SegmentReference, SegmentRule,
+};
 use crate::domain::segment_index::CompiledSegment;
 use crate::raft::command::{MetaCommand, MetaResponse, SegmentCommand};
 use crate::raft::state_machine::{segment_head_key, segment_key};
@@ -93,6 +95,27 @@ impl Cluster {
         }
     }
 
+    /// Refuses an imported segment whose import job does not exist.
+    async fn check_import_job(
+        &self,
+        project_id: &str,
+        definition: &SegmentDefinition,
+    ) -> Result<()> {
+        let SegmentRule::Imported { import_job_id } = &definition.rule else {
+            return Ok(());
+        };
+        match self.get_import_job(project_id, import_job_id).await {
+            Ok(_) => Ok(()),
+            Err(ClusterError::NotFound(_)) => {
+                Err(ClusterError::InvalidArgument(vec![FieldViolation::new(
+                    "imported.import_job_id",
+                    format!("import job {import_job_id:?} does not exist"),
+                )]))
+            }
+            Err(error) => Err(error),
+        }
+    }
+
     /// Creates a segment (validated by the caller) with a new id.
     pub async fn create_segment(
         &self,
@@ -100,6 +123,17 @@ impl Cluster {
         definition: SegmentDefinition,
     ) -> Result<SegmentRecord> {
         self.get_project(project_id).await?;
+        self.check_import_job(project_id, &definition).await?;
+        self.insert_segment(project_id, definition).await
+    }
+
+    /// Creates a segment with a new id, without checking that an imported segment's job
+    /// exists: for the job itself, which creates its segment before its record.
+    pub(crate) async fn insert_segment(
+        &self,
+        project_id: &str,
+        definition: SegmentDefinition,
+    ) -> Result<SegmentRecord> {
         self.compile_segment(project_id, &definition).await?;
         let now = now_rfc3339();
         let record = SegmentRecord {
@@ -121,6 +155,7 @@ impl Cluster {
         definition: SegmentDefinition,
     ) -> Result<SegmentRecord> {
         self.get_segment(project_id, segment_id, None).await?;
+        self.check_import_job(project_id, &definition).await?;
         self.compile_segment(project_id, &definition).await?;
         let now = now_rfc3339();
         let record = SegmentRecord {

@@ -1,10 +1,34 @@
-//! Import jobs (SPEC SEG-3, DAT-1): the persisted record of one import, its states and the
-//! rule that keeps its row errors bounded.
+//! Import jobs (SPEC SEG-3, DAT-1): the persisted record of one import, its states, the
+//! rule that keeps its row errors bounded, and the rule that tells a job nobody runs any
+//! more.
+//!
+//! A job runs in the process of the node that received it and nowhere else, so a job that
+//! is not final when that process is gone would wait forever. Such a job is *abandoned*,
+//! and reading it ends it as FAILED ([`ABANDONED_FAILURE`]), when either
+//! - it is read on its own node, which has no such job running (the node restarted), or
+//! - it is read on another node and saved no progress for [`ABANDONED_AFTER_MS`] (its node
+//!   is down or cut off), while a running job saves its progress at least every
+//!   [`HEARTBEAT_MS`].
 
 use serde::{Deserialize, Serialize};
 
+use super::placement::NodeId;
+
 /// Most row errors one job keeps; the counts go on beyond it.
 pub const MAXIMUM_ROW_ERRORS: usize = 1_000;
+
+/// Longest time a running job goes without saving its progress, even with no rows.
+pub const HEARTBEAT_MS: i64 = 5_000;
+
+/// A job that saved no progress for this long is abandoned: twelve missed heartbeats, so a
+/// slow meta group does not fail a live job.
+pub const ABANDONED_AFTER_MS: i64 = 60_000;
+
+// A live job must miss many heartbeats before anyone takes it for abandoned.
+const _: () = assert!(ABANDONED_AFTER_MS >= 10 * HEARTBEAT_MS);
+
+/// Why an abandoned job failed.
+pub const ABANDONED_FAILURE: &str = "the node running the import stopped; run it again";
 
 /// Where an import job is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -76,16 +100,25 @@ pub struct ImportJob {
     pub completion_date: String,
     /// Why a failed job stopped.
     pub failure: String,
+    /// The imported segment the job defines (its members are the endpoints the job
+    /// imports); empty when it defines none.
+    pub segment_id: String,
+    /// The node whose process runs the job.
+    pub node_id: NodeId,
+    /// Milliseconds since the Unix epoch of the job's latest saved progress.
+    pub heartbeat_ms: i64,
 }
 
 impl ImportJob {
-    /// A new job in state CREATED.
+    /// A new job in state CREATED, run by node `node_id`, created at `now` (`now_ms`).
     pub fn new(
         project_id: String,
         job_id: String,
         format: String,
         file_name: String,
+        node_id: NodeId,
         now: String,
+        now_ms: i64,
     ) -> Self {
         Self {
             project_id,
@@ -100,7 +133,24 @@ impl ImportJob {
             creation_date: now,
             completion_date: String::new(),
             failure: String::new(),
+            segment_id: String::new(),
+            node_id,
+            heartbeat_ms: now_ms,
         }
+    }
+
+    /// Whether nothing runs the job any more although it has not ended (see the module
+    /// docs), judged by node `reader` at `now_ms`; `running_on_reader` says whether the
+    /// reader's process runs a job of this id.
+    pub fn is_abandoned(&self, reader: NodeId, running_on_reader: bool, now_ms: i64) -> bool {
+        if self.state.is_final() {
+            return false;
+        }
+        if self.node_id == reader {
+            // The reader knows for sure, whatever the heartbeat says.
+            return !running_on_reader;
+        }
+        now_ms.saturating_sub(self.heartbeat_ms) > ABANDONED_AFTER_MS
     }
 
     /// Counts a refused row, keeping its error while fewer than [`MAXIMUM_ROW_ERRORS`] are kept.
@@ -126,16 +176,22 @@ impl ImportJob {
 mod tests {
     use super::*;
 
-    /// Rejections past the kept maximum still count, but their errors are not kept.
-    #[test]
-    fn row_errors_are_bounded_and_counts_are_exact() {
-        let mut job = ImportJob::new(
+    fn job() -> ImportJob {
+        ImportJob::new(
             "p".into(),
             "j".into(),
             "CSV".into(),
             String::new(),
+            3,
             "t".into(),
-        );
+            1_000_000,
+        )
+    }
+
+    /// Rejections past the kept maximum still count, but their errors are not kept.
+    #[test]
+    fn row_errors_are_bounded_and_counts_are_exact() {
+        let mut job = job();
         for line in 0..(MAXIMUM_ROW_ERRORS as u64 + 5) {
             job.reject(ImportRowError {
                 line,
@@ -153,5 +209,37 @@ mod tests {
         job.finish(None, "t2".into());
         assert_eq!(job.state, ImportState::Completed);
         assert!(job.state.is_final());
+    }
+
+    fn processing() -> ImportJob {
+        let mut job = job();
+        job.state = ImportState::Processing;
+        job
+    }
+
+    /// A job whose node restarted is abandoned as soon as that node reads it; other nodes
+    /// cannot know, so they wait for its heartbeat to go stale.
+    #[test]
+    fn a_restarted_node_abandons_its_jobs_at_once() {
+        let job = processing();
+        let now = job.heartbeat_ms + 1;
+        assert!(job.is_abandoned(3, false, now));
+        assert!(!job.is_abandoned(3, true, now));
+        assert!(!job.is_abandoned(4, false, now));
+    }
+
+    /// A job that saved no progress for longer than the limit is abandoned on any other
+    /// node; up to the limit it is not, its own node goes by what it runs, and an ended job
+    /// is never abandoned.
+    #[test]
+    fn a_stale_heartbeat_abandons_a_job_anywhere() {
+        let mut job = processing();
+        let limit = job.heartbeat_ms + ABANDONED_AFTER_MS;
+        assert!(!job.is_abandoned(4, false, limit));
+        assert!(job.is_abandoned(4, false, limit + 1));
+        assert!(!job.is_abandoned(3, true, limit + 1));
+        job.finish(Some(ABANDONED_FAILURE.to_string()), "t2".into());
+        assert_eq!(job.state, ImportState::Failed);
+        assert!(!job.is_abandoned(3, false, limit + 1));
     }
 }

@@ -1,8 +1,8 @@
 //! Segments (SPEC SEG-1, SEG-2, SEG-4): which endpoints a segment selects.
 //!
-//! A [`SegmentDefinition`] is what is stored: a name and a [`SegmentRule`], either one set of
-//! [`SegmentDimensions`] or a [`SegmentGroupList`] that combines dimension sets and other
-//! segments. [`matches`] decides for one endpoint, described by its [`EndpointFacts`]; it is
+//! A [`SegmentDefinition`] is what is stored: a name and a [`SegmentRule`]: one set of
+//! [`SegmentDimensions`], a [`SegmentGroupList`] that combines dimension sets and other
+//! segments, or the endpoints an import job wrote (an imported, static segment; SEG-3). [`matches`] decides for one endpoint, described by its [`EndpointFacts`]; it is
 //! the plain evaluator that the shard index ([`super::segment_index`]) is tested against.
 //!
 //! Where Pinpoint's documentation is silent, Herald decides as follows:
@@ -24,8 +24,10 @@
 //! - Device type is the endpoint's model: endpoints have no separate device type field.
 //! - An empty list of dimension sets, groups or source segments sets no condition.
 //! - INACTIVE and opted-out endpoints are members; sending leaves them out later (CHN-3).
+//! - An imported segment's members are the endpoints its job imported that still exist:
+//!   a deleted endpoint leaves it, and importing the endpoint again elsewhere keeps it in.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
@@ -474,13 +476,19 @@ pub enum SegmentRule {
     Dimensions(SegmentDimensions),
     /// Groups combining dimension sets and other segments.
     Groups(SegmentGroupList),
+    /// The endpoints import job `import_job_id` imported (SEG-3): a static list, recorded in
+    /// each endpoint's shard as the job writes it.
+    Imported {
+        /// The job whose rows are the members.
+        import_job_id: String,
+    },
 }
 
 impl SegmentRule {
     /// The segments this rule refers to directly, in order, repeats included.
     pub fn references(&self) -> impl Iterator<Item = &SegmentReference> {
         let groups = match self {
-            Self::Dimensions(_) => &[][..],
+            Self::Dimensions(_) | Self::Imported { .. } => &[][..],
             Self::Groups(list) => &list.groups[..],
         };
         groups.iter().flat_map(|group| &group.source_segments)
@@ -521,6 +529,17 @@ impl SegmentDefinition {
             }
             SegmentRule::Groups(list) => {
                 validate_groups(&join(field, "segment_groups"), list, &mut violations);
+            }
+            SegmentRule::Imported { import_job_id } => {
+                let id_field = join(&join(field, "imported"), "import_job_id");
+                if import_job_id.trim().is_empty() {
+                    violations.push(FieldViolation::new(id_field, "must not be empty"));
+                } else if import_job_id.chars().any(char::is_control) {
+                    violations.push(FieldViolation::new(
+                        id_field,
+                        "must not contain control characters",
+                    ));
+                }
             }
         }
         violations
@@ -823,10 +842,13 @@ pub struct EndpointFacts {
     pub user_attributes: BTreeMap<String, Vec<String>>,
     /// When the endpoint was last seen (its latest event); `None` if never.
     pub last_seen: Option<DateTime<Utc>>,
+    /// Ids of the import jobs whose imported segments hold the endpoint (SEG-3).
+    pub imported_by: BTreeSet<String>,
 }
 
 impl EndpointFacts {
-    /// The facts of a stored endpoint last seen at `last_seen`.
+    /// The facts of a stored endpoint last seen at `last_seen`, in no imported segment (the
+    /// memberships are separate records; set [`EndpointFacts::imported_by`] from them).
     ///
     /// Device type is the model: endpoints carry no separate device type.
     pub fn from_endpoint(endpoint: &Endpoint, last_seen: Option<DateTime<Utc>>) -> Self {
@@ -845,6 +867,7 @@ impl EndpointFacts {
             metrics: endpoint.metrics.clone(),
             user_attributes: endpoint.user.user_attributes.clone(),
             last_seen,
+            imported_by: BTreeSet::new(),
         }
     }
 
@@ -986,6 +1009,7 @@ fn rule_matches(
                 .iter()
                 .map(|group| group_matches(group, facts, now, references)),
         ),
+        SegmentRule::Imported { import_job_id } => facts.imported_by.contains(import_job_id),
     }
 }
 
@@ -1235,6 +1259,7 @@ mod tests {
             metrics: BTreeMap::from([("visits".to_string(), 12.0)]),
             user_attributes: BTreeMap::from([("first_name".to_string(), strings(&["Ana"]))]),
             last_seen: Some(at("2026-11-24T12:00:00Z")),
+            imported_by: BTreeSet::from(["job-1".to_string()]),
         }
     }
 
@@ -1825,6 +1850,62 @@ mod tests {
             )],
         );
         assert_eq!(matches(&top, &facts(), now(), &resolver), Ok(true));
+    }
+
+    /// An imported segment holds exactly the endpoints its job imported, and another
+    /// segment can include or exclude it like any segment.
+    #[test]
+    fn imported_segments_hold_what_their_job_imported() {
+        let imported = |job: &str| SegmentDefinition {
+            name: "imported".to_string(),
+            rule: SegmentRule::Imported {
+                import_job_id: job.to_string(),
+            },
+        };
+        assert!(member(&imported("job-1"), &facts()));
+        assert!(!member(&imported("job-2"), &facts()));
+        let mut not_imported = facts();
+        not_imported.imported_by.clear();
+        assert!(!member(&imported("job-1"), &not_imported));
+
+        let library = BTreeMap::from([
+            ("list".to_string(), imported("job-1")),
+            ("ios".to_string(), library()["ios"].clone()),
+        ]);
+        let resolver = |id: &str, _version: Option<u32>| library.get(id);
+        let list_but_not_ios = groups(
+            Combination::All,
+            vec![
+                group(
+                    vec![],
+                    Combination::All,
+                    &["list"],
+                    SourceCombination::All,
+                    SetKind::Inclusive,
+                ),
+                group(
+                    vec![],
+                    Combination::All,
+                    &["ios"],
+                    SourceCombination::Any,
+                    SetKind::Exclusive,
+                ),
+            ],
+        );
+        assert_eq!(
+            matches(&list_but_not_ios, &facts(), now(), &resolver),
+            Ok(true)
+        );
+        assert_eq!(
+            matches(&list_but_not_ios, &not_imported, now(), &resolver),
+            Ok(false)
+        );
+        assert_eq!(imported("job-1").rule.references().count(), 0);
+        assert_eq!(
+            fields(&imported(" ").validate("segment")),
+            vec!["segment.imported.import_job_id"]
+        );
+        assert!(imported("job-1").validate("segment").is_empty());
     }
 
     fn fields(violations: &[FieldViolation]) -> Vec<&str> {

@@ -11,6 +11,9 @@
 //! lookup table over the dictionary), so scanning a column costs one table lookup per row.
 //! Rows are split over threads when there are many.
 //!
+//! A row also lists the import jobs whose imported segments hold it (SEG-3), as ids of a
+//! dictionary of job ids; an imported segment is one scan of that short list per row.
+//!
 //! Updates cost O(1) amortised: a removed row is a tombstone reused by the next insert; a
 //! row whose attributes grow moves to the end of its arena, which is compacted once half of
 //! it is garbage; dictionary entries are reference-counted and recycled.
@@ -389,6 +392,10 @@ pub struct SegmentIndex {
     attributes: [Arena<AttributeEntry>; 2],
     metric_names: Dictionary,
     metrics: Arena<MetricEntry>,
+    /// Ids of the import jobs that hold a row in their imported segment.
+    import_jobs: Dictionary,
+    /// Ids in `import_jobs` by row, each at most once.
+    imported: Arena<u32>,
     tuning: Tuning,
 }
 
@@ -423,6 +430,8 @@ impl SegmentIndex {
             ],
             metric_names: Dictionary::default(),
             metrics: Arena::new(tuning.compact_after),
+            import_jobs: Dictionary::default(),
+            imported: Arena::new(tuning.compact_after),
             tuning,
         }
     }
@@ -442,8 +451,30 @@ impl SegmentIndex {
         self.rows.contains_key(key)
     }
 
-    /// Adds endpoint `key`, or replaces what the index knows of it.
+    /// Adds endpoint `key`, or replaces what the index knows of it, imported segments
+    /// included.
     pub fn upsert(&mut self, key: &str, facts: &EndpointFacts) {
+        let row = match self.rows.get(key) {
+            Some(&row) => {
+                self.release_row(row as usize);
+                self.release_imported(row as usize);
+                row as usize
+            }
+            None => self.add_row(key),
+        };
+        self.write_row(row, facts);
+        let imported: Vec<u32> = facts
+            .imported_by
+            .iter()
+            .map(|job| self.import_jobs.intern(job))
+            .collect();
+        self.imported.set(row, &imported);
+    }
+
+    /// Adds endpoint `key`, or replaces what the index knows of it, keeping the imported
+    /// segments that hold it (`facts.imported_by` is not read): how a shard applies an
+    /// endpoint write, since memberships are records of their own.
+    pub fn upsert_keeping_imports(&mut self, key: &str, facts: &EndpointFacts) {
         let row = match self.rows.get(key) {
             Some(&row) => {
                 self.release_row(row as usize);
@@ -454,6 +485,25 @@ impl SegmentIndex {
         self.write_row(row, facts);
     }
 
+    /// Puts endpoint `key` in the imported segment of job `import_job_id`; false when the
+    /// endpoint is not in the index (nothing changes then).
+    pub fn add_imported(&mut self, key: &str, import_job_id: &str) -> bool {
+        let Some(&row) = self.rows.get(key) else {
+            return false;
+        };
+        let row = row as usize;
+        if let Some(job) = self.import_jobs.find(import_job_id)
+            && self.imported.row(row).contains(&job)
+        {
+            return true;
+        }
+        let job = self.import_jobs.intern(import_job_id);
+        let mut jobs = self.imported.row(row).to_vec();
+        jobs.push(job);
+        self.imported.set(row, &jobs);
+        true
+    }
+
     /// Removes endpoint `key`; false if it was not there.
     pub fn remove(&mut self, key: &str) -> bool {
         let Some(row) = self.rows.remove(key) else {
@@ -461,10 +511,12 @@ impl SegmentIndex {
         };
         let row = row as usize;
         self.release_row(row);
+        self.release_imported(row);
         for arena in &mut self.attributes {
             arena.set(row, &[]);
         }
         self.metrics.set(row, &[]);
+        self.imported.set(row, &[]);
         self.keys[row] = None;
         self.live[row / 64] &= !(1 << (row % 64));
         self.free_rows.push(to_u32(row));
@@ -527,14 +579,16 @@ impl SegmentIndex {
                 .map(Arena::index_bytes)
                 .sum::<usize>()
             + self.metric_names.index_bytes()
-            + self.metrics.index_bytes();
+            + self.metrics.index_bytes()
+            + self.import_jobs.index_bytes()
+            + self.imported.index_bytes();
         let dictionary_strings: usize = self
             .texts
             .iter()
             .map(|column| &column.dictionary)
             .chain(self.attribute_names.iter())
             .chain(self.attribute_values.iter().flatten())
-            .chain(std::iter::once(&self.metric_names))
+            .chain([&self.metric_names, &self.import_jobs])
             .map(Dictionary::string_bytes)
             .sum();
         let key_strings: usize = self
@@ -566,6 +620,7 @@ impl SegmentIndex {
                     arena.add_row();
                 }
                 self.metrics.add_row();
+                self.imported.add_row();
                 if row.is_multiple_of(64) {
                     self.live.push(0);
                 }
@@ -592,6 +647,13 @@ impl SegmentIndex {
         }
         for entry in self.metrics.row(row) {
             self.metric_names.release(entry.name);
+        }
+    }
+
+    /// Gives back the import job ids of a live row, before they are rewritten or removed.
+    fn release_imported(&mut self, row: usize) {
+        for &job in self.imported.row(row) {
+            self.import_jobs.release(job);
         }
     }
 
@@ -715,6 +777,9 @@ impl SegmentIndex {
                     })
                     .collect(),
             },
+            SegmentRule::Imported { import_job_id } => {
+                RulePlan::Imported(self.import_jobs.find(import_job_id))
+            }
         }
     }
 
@@ -792,6 +857,8 @@ enum RulePlan {
         include: Combination,
         groups: Vec<GroupPlan>,
     },
+    /// Rows listing this import job id; `None` when no row does.
+    Imported(Option<u32>),
 }
 
 struct GroupPlan {
@@ -875,6 +942,11 @@ impl<'a> Evaluation<'a> {
                     outcomes.push(self.group(group));
                 }
                 self.combine(*include, outcomes)
+            }
+            RulePlan::Imported(None) => self.zeros(),
+            RulePlan::Imported(Some(job)) => {
+                let imported = &self.index.imported;
+                self.fill(|row| imported.row(row).contains(job))
             }
         }
     }
@@ -1133,6 +1205,8 @@ mod tests {
         "x",
     ];
     const METRIC_NAMES: &[&str] = &["score", "visits"];
+    /// Import jobs whose imported segments endpoints may be in; `j9` never holds anyone.
+    const IMPORT_JOBS: &[&str] = &["j0", "j1", "j2"];
     const METRIC_VALUES: &[f64] = &[-1.0, -0.0, 0.0, 1.0, 2.5, 10.0];
     /// Seconds before `now`, at the edges of every recency window.
     const AGES: &[i64] = &[
@@ -1189,6 +1263,7 @@ mod tests {
             metrics,
             values_map(USER_ATTRIBUTE_NAMES),
             last_seen,
+            prop::collection::btree_set(text(IMPORT_JOBS), 0..3),
         )
             .prop_map(
                 |(
@@ -1198,6 +1273,7 @@ mod tests {
                     metrics,
                     user_attributes,
                     last_seen,
+                    imported_by,
                 )| EndpointFacts {
                     channel,
                     app_version,
@@ -1212,6 +1288,7 @@ mod tests {
                     metrics,
                     user_attributes,
                     last_seen,
+                    imported_by,
                 },
             )
     }
@@ -1330,8 +1407,11 @@ mod tests {
                     }
                 },
             );
+        let imported = prop_oneof![text(IMPORT_JOBS), Just("j9".to_string())]
+            .prop_map(|import_job_id| SegmentRule::Imported { import_job_id });
         prop_oneof![
             dimensions().prop_map(SegmentRule::Dimensions),
+            imported,
             (select(Combination::ALL), prop::collection::vec(group, 0..3)).prop_map(
                 |(include, groups)| SegmentRule::Groups(SegmentGroupList { include, groups })
             ),
@@ -1354,6 +1434,9 @@ mod tests {
     #[derive(Debug, Clone)]
     enum Change {
         Upsert(usize, Box<EndpointFacts>),
+        /// An endpoint write as a shard applies it: imported segments stay.
+        Rewrite(usize, Box<EndpointFacts>),
+        Import(usize, String),
         Remove(usize),
     }
 
@@ -1362,6 +1445,8 @@ mod tests {
     fn change() -> impl Strategy<Value = Change> {
         prop_oneof![
             3 => (0..KEYS, facts()).prop_map(|(key, facts)| Change::Upsert(key, Box::new(facts))),
+            1 => (0..KEYS, facts()).prop_map(|(key, facts)| Change::Rewrite(key, Box::new(facts))),
+            1 => (0..KEYS, text(IMPORT_JOBS)).prop_map(|(key, job)| Change::Import(key, job)),
             1 => (0..KEYS).prop_map(Change::Remove),
         ]
     }
@@ -1404,6 +1489,11 @@ mod tests {
             .map(|&row| index.metrics.row(row).len() as u64)
             .sum();
         prop_assert_eq!(uses(&index.metric_names), metrics);
+        let imported: u64 = live_rows
+            .iter()
+            .map(|&row| index.imported.row(row).len() as u64)
+            .sum();
+        prop_assert_eq!(uses(&index.import_jobs), imported);
         Ok(())
     }
 
@@ -1438,10 +1528,11 @@ mod tests {
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(96))]
 
-        /// For random endpoints and random segments (every dimension kind, groups with
-        /// ALL/ANY/NONE, included and excluded source segments), the index selects exactly
-        /// the endpoints the plain evaluator selects, before, during and after a stream of
-        /// upserts, replacements and removals, split over threads or not.
+        /// For random endpoints and random segments (every dimension kind, imported
+        /// segments, groups with ALL/ANY/NONE, included and excluded source segments), the
+        /// index selects exactly the endpoints the plain evaluator selects, before, during
+        /// and after a stream of upserts, rewrites that keep imported segments, imports and
+        /// removals, split over threads or not.
         #[test]
         fn index_agrees_with_the_plain_evaluator(
             library in library(),
@@ -1457,6 +1548,23 @@ mod tests {
                     Change::Upsert(key, facts) => {
                         index.upsert(&format!("e{key}"), &facts);
                         model.insert(format!("e{key}"), *facts);
+                    }
+                    Change::Rewrite(key, mut facts) => {
+                        let key = format!("e{key}");
+                        index.upsert_keeping_imports(&key, &facts);
+                        facts.imported_by = model
+                            .get(&key)
+                            .map(|known| known.imported_by.clone())
+                            .unwrap_or_default();
+                        model.insert(key, *facts);
+                    }
+                    Change::Import(key, job) => {
+                        let key = format!("e{key}");
+                        let known = model.get_mut(&key);
+                        prop_assert_eq!(index.add_imported(&key, &job), known.is_some());
+                        if let Some(known) = known {
+                            known.imported_by.insert(job);
+                        }
                     }
                     Change::Remove(key) => {
                         let key = format!("e{key}");
@@ -1492,6 +1600,7 @@ mod tests {
             metrics: BTreeMap::from([(format!("m{round}"), 1.0)]),
             user_attributes: BTreeMap::new(),
             last_seen: None,
+            imported_by: BTreeSet::from([format!("job-{}", round % 3)]),
         }
     }
 
@@ -1583,6 +1692,7 @@ mod tests {
                 vec![format!("name-{}", i % 500)],
             )]),
             last_seen: Some(now() - chrono::Duration::seconds((i % 5_184_000) as i64)),
+            imported_by: BTreeSet::new(),
         }
     }
 

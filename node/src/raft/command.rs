@@ -412,6 +412,17 @@ pub enum ShardOp {
         /// The new status.
         status: EndpointStatus,
     },
+    /// Puts endpoints in the imported segment of an import job (SEG-3): records
+    /// `IMPORTED | project | endpoint | job` and updates the segment index for each endpoint
+    /// that exists here; an absent endpoint is skipped (it was deleted since its import).
+    AddImported {
+        /// The project.
+        project_id: String,
+        /// The import job whose segment holds the endpoints.
+        import_job_id: String,
+        /// Endpoints of this shard the job imported.
+        endpoint_ids: Vec<String>,
+    },
     /// Adds an in-app message to an endpoint's inbox.
     PutInboxMessage {
         /// The project.

@@ -95,6 +95,8 @@ pub type SegmentIndexes = Arc<std::sync::RwLock<HashMap<String, SegmentIndex>>>;
 
 /// A change of the segment index made by an applied entry, applied after its commit.
 enum IndexChange {
+    /// An endpoint written; the imported segments holding it stay (they are records of
+    /// their own, see [`IndexChange::AddImported`]).
     Upsert {
         project_id: String,
         endpoint_id: String,
@@ -105,6 +107,12 @@ enum IndexChange {
         endpoint_id: String,
     },
     DropProject(String),
+    /// An endpoint put in the imported segment of an import job.
+    AddImported {
+        project_id: String,
+        endpoint_id: String,
+        import_job_id: String,
+    },
 }
 
 /// Last-seen changes smaller than this leave the segment index alone: recency windows are a
@@ -115,7 +123,8 @@ fn last_seen_of(activity: Option<&Activity>) -> Option<chrono::DateTime<chrono::
     activity.and_then(|a| parse_instant(&a.last_seen))
 }
 
-/// Builds the segment indexes of `group` from its stored endpoints and activity.
+/// Builds the segment indexes of `group` from its stored endpoints, activity and places in
+/// imported segments.
 fn build_segment_indexes(
     store: &Store,
     group: GroupId,
@@ -140,6 +149,14 @@ fn build_segment_indexes(
             .entry(endpoint.project_id.clone())
             .or_default()
             .upsert(&endpoint.endpoint_id, &facts);
+    }
+    for guard in store.data.prefix(keys::data_key(group, tag::IMPORTED, &[])) {
+        let key = guard.key().map_err(io::Error::other)?;
+        if let [project_id, endpoint_id, import_job_id] = &keys::data_fields(&key)[..]
+            && let Some(index) = indexes.get_mut(project_id)
+        {
+            index.add_imported(endpoint_id, import_job_id);
+        }
     }
     Ok(indexes)
 }
@@ -178,7 +195,7 @@ impl StateMachine {
                 } => indexes
                     .entry(project_id)
                     .or_default()
-                    .upsert(&endpoint_id, &facts),
+                    .upsert_keeping_imports(&endpoint_id, &facts),
                 IndexChange::Remove {
                     project_id,
                     endpoint_id,
@@ -189,6 +206,15 @@ impl StateMachine {
                 }
                 IndexChange::DropProject(project_id) => {
                     indexes.remove(&project_id);
+                }
+                IndexChange::AddImported {
+                    project_id,
+                    endpoint_id,
+                    import_job_id,
+                } => {
+                    if let Some(index) = indexes.get_mut(&project_id) {
+                        index.add_imported(&endpoint_id, &import_job_id);
+                    }
                 }
             }
         }
@@ -985,6 +1011,11 @@ fn apply_shard_op(
                 tag::INBOX,
                 &[project_id, endpoint_id],
             ))?;
+            writer.delete_prefix(&keys::data_key(
+                group,
+                tag::IMPORTED,
+                &[project_id, endpoint_id],
+            ))?;
             *endpoints -= 1;
             let mut pending = Vec::new();
             if !existing.user.user_id.is_empty() {
@@ -1108,6 +1139,7 @@ fn apply_shard_op(
                 tag::ENDPOINT_CAPS,
                 tag::RUN_PART,
                 tag::CAMPAIGN_KPI,
+                tag::IMPORTED,
             ] {
                 writer.delete_prefix(&keys::data_key(group, record, &[project_id]))?;
             }
@@ -1145,6 +1177,33 @@ fn apply_shard_op(
                 endpoint: Some(Box::new(endpoint)),
                 pending: Vec::new(),
             }
+        }
+        ShardOp::AddImported {
+            project_id,
+            import_job_id,
+            endpoint_ids,
+        } => {
+            for endpoint_id in endpoint_ids {
+                let endpoint_key = keys::data_key(group, tag::ENDPOINT, &[project_id, endpoint_id]);
+                if writer.get::<Endpoint>(&endpoint_key)?.is_none() {
+                    continue;
+                }
+                writer.put(
+                    keys::data_key(
+                        group,
+                        tag::IMPORTED,
+                        &[project_id, endpoint_id, import_job_id],
+                    ),
+                    &(),
+                    Space::Data,
+                );
+                index_changes.push(IndexChange::AddImported {
+                    project_id: project_id.clone(),
+                    endpoint_id: endpoint_id.clone(),
+                    import_job_id: import_job_id.clone(),
+                });
+            }
+            ShardOpResult::Done
         }
         ShardOp::PutInboxMessage {
             project_id,

@@ -60,6 +60,9 @@ pub mod tag {
     pub const ENDPOINT_CAPS: u8 = b'D';
     /// Shard: this shard's part of a run, `F | project | campaign | run`.
     pub const RUN_PART: u8 = b'F';
+    /// Shard: an endpoint's place in the imported segment of an import job (SEG-3),
+    /// `i | project | endpoint | import job`; removed with the endpoint.
+    pub const IMPORTED: u8 = b'i';
     /// Shard: KPI counts, `k | project | campaign | day (10 digits) | treatment (10 digits)`.
     pub const CAMPAIGN_KPI: u8 = b'k';
 }
