@@ -286,3 +286,131 @@ fn cli_local_time_campaign_with_quiet_hours_and_a_daily_cap() {
     ));
     assert!(table.contains(&today) && table.contains("10"), "{table}");
 }
+
+/// SEG-3 with CMP-3 from the CLI: an import job defines a segment of the endpoints it wrote,
+/// and an event campaign on that segment answers a purchase of an imported endpoint, not of
+/// another one.
+#[test]
+fn cli_event_campaign_on_an_imported_segment() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    let server = Server::start(&data_dir, 4);
+    let project = json(&run(&server, &["project", "create", "shop", "--json"]))["project_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let csv = dir.path().join("vip.csv");
+    std::fs::write(
+        &csv,
+        "id,channel_type,address,user_attributes.FirstName\n\
+         vip1,EMAIL,vip1@example.com,Ana\n\
+         vip2,EMAIL,vip2@example.com,Bo\n",
+    )
+    .unwrap();
+    let job = json(&run(
+        &server,
+        &[
+            "import",
+            "create",
+            "--project",
+            &project,
+            csv.to_str().unwrap(),
+            "--define-segment",
+            "vips",
+            "--json",
+        ],
+    ));
+    assert_eq!(job["state"], "COMPLETED", "{job}");
+    let segment_id = job["segment_id"].as_str().unwrap().to_string();
+    assert!(!segment_id.is_empty(), "{job}");
+    run(
+        &server,
+        &[
+            "endpoint",
+            "put",
+            "--project",
+            &project,
+            "--id",
+            "other",
+            "--channel",
+            "EMAIL",
+            "--address",
+            "other@example.com",
+        ],
+    );
+    let end = (Utc::now() + chrono::Duration::hours(1)).to_rfc3339();
+    let campaign = json(&run(
+        &server,
+        &[
+            "campaign",
+            "create",
+            "--project",
+            &project,
+            "--name",
+            "thanks",
+            "--segment",
+            &segment_id,
+            "--email-subject",
+            "Thanks {{User.UserAttributes.FirstName}}",
+            "--email-html",
+            "<p>Thanks</p>",
+            "--start",
+            "IMMEDIATE",
+            "--end",
+            &end,
+            "--event-type",
+            "purchase",
+            "--json",
+        ],
+    ));
+    let campaign_id = campaign["campaign_id"].as_str().unwrap().to_string();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let state = json(&run(
+            &server,
+            &[
+                "campaign",
+                "get",
+                "--project",
+                &project,
+                "--campaign",
+                &campaign_id,
+                "--json",
+            ],
+        ))["state"]
+            .clone();
+        if state == "EXECUTING" {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "state {state}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // The node refreshes its live event campaigns every tick.
+    std::thread::sleep(Duration::from_millis(600));
+    let events = dir.path().join("events.jsonl");
+    std::fs::write(
+        &events,
+        "{\"endpoint_id\":\"vip2\",\"event_type\":\"purchase\"}\n\
+         {\"endpoint_id\":\"other\",\"event_type\":\"purchase\"}\n",
+    )
+    .unwrap();
+    run(
+        &server,
+        &[
+            "events",
+            "put",
+            "--project",
+            &project,
+            events.to_str().unwrap(),
+        ],
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while outbox(&data_dir).is_empty() {
+        assert!(std::time::Instant::now() < deadline, "no triggered message");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let lines = outbox(&data_dir);
+    assert_eq!(lines.keys().cloned().collect::<Vec<_>>(), ["vip2"]);
+    assert_eq!(lines["vip2"][0].1, "Thanks Bo");
+}

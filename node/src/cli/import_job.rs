@@ -108,7 +108,7 @@ async fn create(
                 String::new()
             },
             batch_size: u32::from(arguments.batch_size),
-            define_segment_name: String::new(),
+            define_segment_name: arguments.define_segment.clone().unwrap_or_default(),
         })),
     };
     let created = if arguments.on_node {
@@ -218,6 +218,7 @@ fn job_json(job: &proto::ImportJob) -> Value {
         "creation_date": job.creation_date,
         "completion_date": job.completion_date,
         "failure": job.failure,
+        "segment_id": job.segment_id,
     })
 }
 
@@ -230,6 +231,9 @@ fn print_job(job: &proto::ImportJob, json: bool) {
         "job {} {}: {} rows read, {} imported, {} rejected",
         job.job_id, job.state, job.rows_read, job.imported, job.rejected
     );
+    if !job.segment_id.is_empty() {
+        println!("segment {}: the endpoints this job imported", job.segment_id);
+    }
     if !job.failure.is_empty() {
         println!("failure: {}", job.failure);
     }

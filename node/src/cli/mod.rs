@@ -128,6 +128,9 @@ pub struct ImportCreateArgs {
     /// FILE is on the node's disk: the node reads it, nothing is uploaded.
     #[arg(long)]
     pub on_node: bool,
+    /// Also define an imported segment of this name: the endpoints this job writes (SEG-3).
+    #[arg(long, value_name = "NAME")]
+    pub define_segment: Option<String>,
 }
 
 /// `herald template ...`

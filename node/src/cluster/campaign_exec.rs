@@ -1160,7 +1160,19 @@ impl Cluster {
             &[project_id, &trigger.endpoint_id],
         ))?;
         let last_seen = activity.as_ref().and_then(|a| parse_instant(&a.last_seen));
-        if !ctx.in_segment(&EndpointFacts::from_endpoint(&endpoint, last_seen), now) {
+        let mut facts = EndpointFacts::from_endpoint(&endpoint, last_seen);
+        // Imported segments (SEG-3) are membership records of their own.
+        facts.imported_by = self
+            .store
+            .scan::<()>(
+                &self.store.data,
+                &keys::data_key(group, tag::IMPORTED, &[project_id, &trigger.endpoint_id]),
+            )
+            .map_err(ClusterError::internal)?
+            .into_iter()
+            .filter_map(|(key, ())| keys::data_fields(&key).pop())
+            .collect();
+        if !ctx.in_segment(&facts, now) {
             return Ok(());
         }
         let (treatment, mut status, mut reason) = match assign(campaign, endpoint.cohort_id) {
