@@ -28,8 +28,8 @@ use super::messages::{Compiled, SendContent, new_message_id};
 use super::{Cluster, ClusterError, Result};
 use crate::channels::DeliveryStatus;
 use crate::domain::campaign::{
-    Assignment, Campaign, CampaignState, Decision, EffectiveLimits, IntentStatus, RunState,
-    SendIntent, assign, decide, quiet_time_of,
+    Assignment, Campaign, CampaignState, Decision, EffectiveLimits, IntentStatus, RunCounts,
+    RunState, SendIntent, assign, decide, quiet_time_of,
 };
 use crate::domain::channel::ChannelSettings;
 use crate::domain::endpoint::{Endpoint, EndpointStatus, OptOut};
@@ -735,8 +735,11 @@ impl Cluster {
         let holdout_run = run.run_id.starts_with("s0-");
         let mut next_due: Option<DateTime<Utc>> = None;
         let mut last_report = tokio::time::Instant::now();
+        // Nothing of this run has been committed in this shard yet: no intent to look for.
+        // (The state machine refuses a second intent anyway; this only saves lookups.)
+        let fresh = self.local_part(group, run_ref)?.counts == RunCounts::default();
         for page in members.chunks(PAGE) {
-            if self.is_stopping() || !self.leads(group) {
+            if self.is_stopping() || !self.still_leads(lease) {
                 return Err(ClusterError::Unavailable(
                     "no longer the shard leader".into(),
                 ));
@@ -753,15 +756,16 @@ impl Cluster {
             let mut requests = Vec::new();
             let mut endpoints: HashMap<String, Endpoint> = HashMap::new();
             for endpoint_id in page {
-                if self
-                    .local_get::<SendIntent>(&intent_key(
-                        group,
-                        tag::SEND_INTENT,
-                        run_ref,
-                        endpoint_id,
-                        "",
-                    ))?
-                    .is_some()
+                if !fresh
+                    && self
+                        .local_get::<SendIntent>(&intent_key(
+                            group,
+                            tag::SEND_INTENT,
+                            run_ref,
+                            endpoint_id,
+                            "",
+                        ))?
+                        .is_some()
                 {
                     continue;
                 }
