@@ -10,9 +10,11 @@
 //! - [`server`]: starting and stopping a node.
 //! - [`metrics`]: every Prometheus metric.
 //! - [`channels`]: delivery of rendered messages to providers.
+//! - [`actors`]: node-local ractor actors: the channel worker pools.
 //! - [`cli`]: the client commands of the `herald` binary.
 //! - [`bench`]: `herald bench` workloads.
 
+pub mod actors;
 pub mod api;
 pub mod bench;
 pub mod channels;

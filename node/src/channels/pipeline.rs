@@ -1,25 +1,21 @@
 //! The way every provider send goes out (SPEC CHN-2, CHN-3): a per-project, per-channel rate
-//! limit, bounded concurrency per channel, and retries with backoff of temporary failures.
+//! limit, then the channel actors ([`crate::actors::channel`]): a bounded worker pool per
+//! channel on this node whose workers send and retry temporary failures with backoff.
 //!
 //! The rate limit is held cluster-wide by sharing it: each node grants at most the limit
 //! divided by the number of active nodes, so the cluster as a whole never exceeds the limit,
 //! whichever nodes the sends arrive at. A send over this node's share answers THROTTLED
-//! without reaching the provider. Only the first attempt of a send takes a grant: its retries
-//! are the same message.
+//! without reaching the channel actors. Only the first attempt of a send takes a grant: its
+//! retries are the same message.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::Duration;
 
-use tokio::sync::Semaphore;
-
-use super::{DeliveryOutcome, DeliveryStatus, OutboundMessage, Provider};
+use super::{DeliveryOutcome, DeliveryStatus, OutboundMessage, SharedProvider};
+use crate::actors::channel::{ChannelActors, ChannelPoolSettings};
 use crate::domain::endpoint::ChannelType;
 use crate::domain::rate::{RateLimiter, node_share};
-
-/// Sends one channel of one project may have in flight on this node: more wait for a permit
-/// (back-pressure) instead of queueing without bound.
-pub const IN_FLIGHT_PER_CHANNEL: usize = 64;
 
 /// How temporary failures are retried.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,22 +37,21 @@ impl Default for RetryPolicy {
     }
 }
 
-/// The rate limit and concurrency of one project's channel on this node.
+/// The rate limit of one project's channel on this node.
 struct ChannelGate {
     /// The node's share it was built for; a changed share (settings or node count) rebuilds it.
     share: Option<f64>,
     /// None: unlimited.
     limiter: Option<RateLimiter>,
-    /// Permits for sends in flight.
-    in_flight: Arc<Semaphore>,
 }
 
-/// Delivers messages to providers under the rate limits, concurrency bound and retry policy.
+/// Delivers messages to providers under the rate limits, through the channel actors (bounded
+/// worker pools that retry temporary failures).
 pub struct Delivery {
     /// Gates per (project, channel) that sent through this node: at most projects × channels.
     gates: Mutex<HashMap<(String, ChannelType), ChannelGate>>,
-    /// Retries of temporary failures.
-    retry: RetryPolicy,
+    /// The channel worker pools of this node, started on first use and stopped with it.
+    actors: ChannelActors,
 }
 
 impl Default for Delivery {
@@ -66,11 +61,11 @@ impl Default for Delivery {
 }
 
 impl Delivery {
-    /// A pipeline with no sends yet.
+    /// A pipeline with no sends yet; its channel actors start on the first send.
     pub fn new(retry: RetryPolicy) -> Self {
         Self {
             gates: Mutex::new(HashMap::new()),
-            retry,
+            actors: ChannelActors::new(ChannelPoolSettings::new(retry)),
         }
     }
 
@@ -80,7 +75,7 @@ impl Delivery {
     /// provider's final answer after retries of temporary failures.
     pub async fn send(
         &self,
-        provider: &dyn Provider,
+        provider: &SharedProvider,
         message: &OutboundMessage,
         rate_per_second: Option<u32>,
         active_nodes: usize,
@@ -93,7 +88,7 @@ impl Delivery {
     /// THROTTLED, so a burst goes out spread at the configured rate (campaigns).
     pub async fn send_waiting(
         &self,
-        provider: &dyn Provider,
+        provider: &SharedProvider,
         message: &OutboundMessage,
         rate_per_second: Option<u32>,
         active_nodes: usize,
@@ -102,20 +97,25 @@ impl Delivery {
             .await
     }
 
-    /// Takes a grant of the channel's rate: `Ok` with the channel's in-flight permits, or
-    /// `Err` with the instant the next grant is available.
+    /// Stops the channel actors: in-flight sends get a few seconds to finish, later sends
+    /// answer UNKNOWN_FAILURE. Dropping the pipeline stops them too, without waiting.
+    pub async fn stop(&self) {
+        self.actors.stop().await;
+    }
+
+    /// Takes a grant of the channel's rate: `Err` with the instant the next grant is
+    /// available.
     fn admit(
         &self,
         message: &OutboundMessage,
         share: Option<f64>,
-    ) -> Result<Arc<Semaphore>, tokio::time::Instant> {
+    ) -> Result<(), tokio::time::Instant> {
         let mut gates = self.gates.lock().unwrap_or_else(|e| e.into_inner());
         let gate = gates
             .entry((message.project_id.clone(), message.channel))
             .or_insert_with(|| ChannelGate {
                 share: None,
                 limiter: None,
-                in_flight: Arc::new(Semaphore::new(IN_FLIGHT_PER_CHANNEL)),
             });
         if gate.share != share {
             gate.share = share;
@@ -130,21 +130,21 @@ impl Delivery {
                 limiter.next_available(now.into_std()),
             ));
         }
-        Ok(Arc::clone(&gate.in_flight))
+        Ok(())
     }
 
     async fn send_with(
         &self,
-        provider: &dyn Provider,
+        provider: &SharedProvider,
         message: &OutboundMessage,
         rate_per_second: Option<u32>,
         active_nodes: usize,
         wait: bool,
     ) -> DeliveryOutcome {
         let share = rate_per_second.map(|rate| node_share(rate, active_nodes));
-        let in_flight = loop {
+        loop {
             match self.admit(message, share) {
-                Ok(in_flight) => break in_flight,
+                Ok(()) => break,
                 Err(next) if wait => tokio::time::sleep_until(next).await,
                 Err(_) => {
                     return DeliveryOutcome::new(
@@ -157,33 +157,21 @@ impl Delivery {
                     );
                 }
             }
-        };
-        let Ok(_permit) = in_flight.acquire_owned().await else {
-            return DeliveryOutcome::new(DeliveryStatus::UnknownFailure, "delivery is closed");
-        };
-        let mut outcome = provider.send(message).await;
-        for backoff in &self.retry.backoffs {
-            if outcome.status != DeliveryStatus::TemporaryFailure {
-                break;
-            }
-            tracing::debug!(
-                message_id = message.message_id,
-                status_message = outcome.status_message,
-                ?backoff,
-                "temporary failure; retrying"
-            );
-            tokio::time::sleep(*backoff).await;
-            outcome = provider.send(message).await;
         }
-        outcome
+        self.actors
+            .send(std::sync::Arc::clone(provider), message.clone())
+            .await
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     use super::*;
+    use crate::actors::channel::WORKERS_PER_CHANNEL;
+    use crate::channels::Provider;
     use crate::domain::template::{RenderedMessage, SmsTemplate};
 
     /// Answers the scripted statuses in order (the last one forever) and counts calls.
@@ -193,11 +181,11 @@ mod tests {
     }
 
     impl ScriptedProvider {
-        fn new(statuses: &[DeliveryStatus]) -> Self {
-            Self {
+        fn new(statuses: &[DeliveryStatus]) -> Arc<Self> {
+            Arc::new(Self {
                 statuses: statuses.to_vec(),
                 calls: AtomicUsize::new(0),
-            }
+            })
         }
 
         fn calls(&self) -> usize {
@@ -212,6 +200,11 @@ mod tests {
             let status = self.statuses[call.min(self.statuses.len() - 1)];
             DeliveryOutcome::new(status, "scripted")
         }
+    }
+
+    /// The provider as the pipeline takes it, keeping the test's handle for counting calls.
+    fn shared<P: Provider + 'static>(provider: &Arc<P>) -> SharedProvider {
+        Arc::clone(provider) as SharedProvider
     }
 
     fn sms(project_id: &str) -> OutboundMessage {
@@ -237,7 +230,7 @@ mod tests {
             DeliveryStatus::Successful,
         ]);
         let outcome = Delivery::default()
-            .send(&provider, &sms("p"), None, 1)
+            .send(&shared(&provider), &sms("p"), None, 1)
             .await;
         assert_eq!(outcome.status, DeliveryStatus::Successful);
         assert_eq!(provider.calls(), 3);
@@ -249,7 +242,7 @@ mod tests {
     async fn retries_are_bounded() {
         let provider = ScriptedProvider::new(&[DeliveryStatus::TemporaryFailure]);
         let outcome = Delivery::default()
-            .send(&provider, &sms("p"), None, 1)
+            .send(&shared(&provider), &sms("p"), None, 1)
             .await;
         assert_eq!(outcome.status, DeliveryStatus::TemporaryFailure);
         assert_eq!(provider.calls(), 4);
@@ -260,7 +253,7 @@ mod tests {
     async fn permanent_failures_are_not_retried() {
         let provider = ScriptedProvider::new(&[DeliveryStatus::PermanentFailure]);
         let outcome = Delivery::default()
-            .send(&provider, &sms("p"), None, 1)
+            .send(&shared(&provider), &sms("p"), None, 1)
             .await;
         assert_eq!(outcome.status, DeliveryStatus::PermanentFailure);
         assert_eq!(provider.calls(), 1);
@@ -276,7 +269,7 @@ mod tests {
         for _ in 0..30 {
             statuses.push(
                 delivery
-                    .send(&provider, &sms("p"), Some(20), 1)
+                    .send(&shared(&provider), &sms("p"), Some(20), 1)
                     .await
                     .status,
             );
@@ -287,7 +280,9 @@ mod tests {
             .count();
         assert_eq!(throttled, 10);
         assert_eq!(provider.calls(), 20);
-        let other = delivery.send(&provider, &sms("q"), Some(20), 1).await;
+        let other = delivery
+            .send(&shared(&provider), &sms("q"), Some(20), 1)
+            .await;
         assert_eq!(other.status, DeliveryStatus::Successful);
     }
 
@@ -299,7 +294,7 @@ mod tests {
         let mut sent = 0;
         for _ in 0..30 {
             if delivery
-                .send(&provider, &sms("p"), Some(20), 2)
+                .send(&shared(&provider), &sms("p"), Some(20), 2)
                 .await
                 .status
                 == DeliveryStatus::Successful
@@ -310,7 +305,7 @@ mod tests {
         assert_eq!(sent, 10);
     }
 
-    /// Sends in flight never exceed the per-channel bound; the rest wait.
+    /// Sends in flight never exceed the workers of the channel's pool; the rest wait.
     #[tokio::test(start_paused = true)]
     async fn concurrency_is_bounded() {
         struct SlowProvider {
@@ -327,16 +322,17 @@ mod tests {
                 DeliveryOutcome::new(DeliveryStatus::Successful, "slow")
             }
         }
-        let provider = SlowProvider {
+        let provider = Arc::new(SlowProvider {
             in_flight: AtomicUsize::new(0),
             peak: AtomicUsize::new(0),
-        };
+        });
+        let shared = shared(&provider);
         let delivery = Delivery::default();
         let messages: Vec<_> = (0..200).map(|_| sms("p")).collect();
         let outcomes = futures::future::join_all(
             messages
                 .iter()
-                .map(|message| delivery.send(&provider, message, None, 1)),
+                .map(|message| delivery.send(&shared, message, None, 1)),
         )
         .await;
         assert!(
@@ -344,6 +340,6 @@ mod tests {
                 .iter()
                 .all(|o| o.status == DeliveryStatus::Successful)
         );
-        assert_eq!(provider.peak.load(Ordering::SeqCst), IN_FLIGHT_PER_CHANNEL);
+        assert_eq!(provider.peak.load(Ordering::SeqCst), WORKERS_PER_CHANNEL);
     }
 }

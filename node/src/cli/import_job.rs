@@ -232,7 +232,10 @@ fn print_job(job: &proto::ImportJob, json: bool) {
         job.job_id, job.state, job.rows_read, job.imported, job.rejected
     );
     if !job.segment_id.is_empty() {
-        println!("segment {}: the endpoints this job imported", job.segment_id);
+        println!(
+            "segment {}: the endpoints this job imported",
+            job.segment_id
+        );
     }
     if !job.failure.is_empty() {
         println!("failure: {}", job.failure);

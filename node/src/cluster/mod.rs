@@ -288,6 +288,8 @@ impl Cluster {
         for task in loops {
             let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
         }
+        // Channel actors finish the sends they have (bounded) and stop.
+        self.delivery.stop().await;
         // Dropping the groups ends their proposers, which hold the last Raft handles.
         let groups: Vec<Arc<Group>> = self
             .groups
