@@ -130,6 +130,12 @@ fn apns_payload(
         payload.insert(key.clone(), serde_json::Value::from(value.as_str()));
     }
     payload.insert("message_id".into(), serde_json::Value::from(message_id));
+    // What a tap does (OPEN_APP, DEEP_LINK, URL) and its link, for the app to act on.
+    for (key, value) in [("action", &push.action), ("url", &push.url)] {
+        if !value.is_empty() {
+            payload.insert(key.into(), serde_json::Value::from(value.as_str()));
+        }
+    }
     if push.silent {
         payload.insert("aps".into(), serde_json::json!({ "content-available": 1 }));
         // Background pushes must be sent at low priority.
@@ -244,6 +250,8 @@ mod tests {
             content: RenderedMessage::Push(PushTemplate {
                 title: "Sale".into(),
                 body: "50% off".into(),
+                action: "URL".into(),
+                url: "https://shop.example/sale".into(),
                 silent,
                 raw_data: [("screen".to_string(), "sale".to_string())].into(),
                 ..PushTemplate::default()
@@ -274,6 +282,8 @@ mod tests {
                 "aps": {"alert": {"title": "Sale", "body": "50% off"}},
                 "screen": "sale",
                 "message_id": MESSAGE_ID,
+                "action": "URL",
+                "url": "https://shop.example/sale",
             })
         );
         let bearer = request.header("authorization");

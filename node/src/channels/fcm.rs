@@ -218,6 +218,13 @@ fn fcm_body(token: &str, message_id: &str, content: &RenderedMessage) -> Option<
         .map(|(key, value)| (key.as_str(), value.as_str()))
         .collect();
     data.insert("message_id", message_id);
+    // What a tap does (OPEN_APP, DEEP_LINK, URL) and its link, for the app to act on.
+    if !push.action.is_empty() {
+        data.insert("action", &push.action);
+    }
+    if !push.url.is_empty() {
+        data.insert("url", &push.url);
+    }
     let mut fcm_message = serde_json::json!({ "token": token, "data": data });
     if !push.silent {
         let mut notification = serde_json::json!({ "title": push.title, "body": push.body });
@@ -316,9 +323,10 @@ mod tests {
                 title: "Sale".into(),
                 body: "50% off".into(),
                 image_url: "https://shop.example/sale.png".into(),
+                action: "DEEP_LINK".into(),
+                url: "shop://sale".into(),
                 silent,
                 raw_data: [("screen".to_string(), "sale".to_string())].into(),
-                ..PushTemplate::default()
             }),
         }
     }
@@ -369,7 +377,7 @@ mod tests {
             serde_json::json!({"message": {
                 "token": "device-token-1",
                 "notification": {"title": "Sale", "body": "50% off", "image": "https://shop.example/sale.png"},
-                "data": {"screen": "sale", "message_id": "msg-9"},
+                "data": {"screen": "sale", "message_id": "msg-9", "action": "DEEP_LINK", "url": "shop://sale"},
             }})
         );
         fcm.send(&push(true)).await;
