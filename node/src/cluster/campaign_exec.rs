@@ -43,7 +43,7 @@ use crate::domain::segment::{
 };
 use crate::domain::segment_index::CompiledSegment;
 use crate::raft::campaign_state::{PendingIntent, RunPart, RunRef, intent_key, part_key};
-use crate::raft::command::{IntentAnswer, IntentOutcome, IntentRequest, ShardOp};
+use crate::raft::command::{IntentAnswer, IntentOutcome, IntentRequest, OutcomeEvent, ShardOp};
 use crate::raft::state_machine::Activity;
 use crate::raft::{GroupId, META_GROUP, shard_group};
 use crate::storage::keys::{self, tag};
@@ -394,7 +394,6 @@ impl Cluster {
         &self,
         ctx: &RunContext,
         lease: Lease,
-        run_id: &str,
         endpoint: &Endpoint,
         trigger: &str,
         intent: &SendIntent,
@@ -439,33 +438,16 @@ impl Cluster {
                 "the campaign has no message",
             ),
         };
-        let event = Event {
+        let event = OutcomeEvent {
             event_type: send_event_type(endpoint.channel_type).to_string(),
-            timestamp: super::now_rfc3339(),
-            attributes: BTreeMap::from([
-                ("message_id".to_string(), intent.message_id.clone()),
-                (
-                    "delivery_status".to_string(),
-                    outcome.status.as_str().to_string(),
-                ),
-                ("campaign_id".to_string(), ctx.campaign.campaign_id.clone()),
-                ("treatment_id".to_string(), intent.treatment.to_string()),
-                ("campaign_activity_id".to_string(), run_id.to_string()),
-            ]),
-            metrics: BTreeMap::new(),
-            session: None,
-            app_package_name: String::new(),
-            app_title: String::new(),
-            app_version_code: String::new(),
-            client_sdk_version: String::new(),
-            sdk_name: String::new(),
+            delivery_status: outcome.status.as_str().to_string(),
         };
         Some(IntentOutcome {
             endpoint_id: endpoint.endpoint_id.clone(),
             trigger: trigger.to_string(),
             status: to_intent_status(outcome.status),
             reason: outcome.status_message,
-            event: Some((intent.message_id.clone(), event)),
+            event: Some(event),
         })
     }
 
@@ -907,11 +889,7 @@ impl Cluster {
         let outcomes: FuturesUnordered<BoxFuture<'_, Option<IntentOutcome>>> = sends
             .into_iter()
             .map(|(endpoint, trigger, intent)| {
-                async move {
-                    self.dispatch(ctx, lease, run.run_id, endpoint, &trigger, &intent)
-                        .await
-                }
-                .boxed()
+                async move { self.dispatch(ctx, lease, endpoint, &trigger, &intent).await }.boxed()
             })
             .collect();
         self.commit_outcomes_as_they_come(index, run, outcomes)
@@ -1085,7 +1063,6 @@ impl Cluster {
                 .iter()
                 .map(|pending| {
                     let ctx = ctx.as_ref();
-                    let run_id = &run_id;
                     async move {
                         let endpoint = self.local_get::<Endpoint>(&keys::data_key(
                             group,
@@ -1097,7 +1074,6 @@ impl Cluster {
                                 self.dispatch(
                                     ctx,
                                     lease,
-                                    run_id,
                                     &endpoint,
                                     &pending.trigger,
                                     &pending.intent,

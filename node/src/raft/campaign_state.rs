@@ -384,6 +384,9 @@ pub(super) fn commit_outcomes(
     let mut part: RunPart = writer.get(&part_key)?.unwrap_or_default();
     let day = day_of(now_ms);
     let mut kpis: std::collections::BTreeMap<u32, KpiCounts> = std::collections::BTreeMap::new();
+    let timestamp = chrono::DateTime::from_timestamp_millis(now_ms)
+        .unwrap_or_default()
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
     for outcome in outcomes {
         let key = intent_key(
             group,
@@ -424,14 +427,32 @@ pub(super) fn commit_outcomes(
                 writer.put(caps_key, &caps, Space::Data);
             }
         }
-        if let Some((event_id, event)) = &outcome.event {
+        if let Some(sent) = &outcome.event {
+            let event = Event {
+                event_type: sent.event_type.clone(),
+                timestamp: timestamp.clone(),
+                attributes: std::collections::BTreeMap::from([
+                    ("message_id".to_string(), intent.message_id.clone()),
+                    ("delivery_status".to_string(), sent.delivery_status.clone()),
+                    ("campaign_id".to_string(), run.campaign_id.to_string()),
+                    ("treatment_id".to_string(), intent.treatment.to_string()),
+                    ("campaign_activity_id".to_string(), run.run_id.to_string()),
+                ]),
+                metrics: std::collections::BTreeMap::new(),
+                session: None,
+                app_package_name: String::new(),
+                app_title: String::new(),
+                app_version_code: String::new(),
+                client_sdk_version: String::new(),
+                sdk_name: String::new(),
+            };
             writer.put_blind(
                 keys::data_key(
                     group,
                     tag::EVENT,
-                    &[run.project_id, &outcome.endpoint_id, event_id],
+                    &[run.project_id, &outcome.endpoint_id, &intent.message_id],
                 ),
-                event,
+                &event,
             );
         }
     }

@@ -286,8 +286,18 @@ pub struct IntentOutcome {
     pub status: IntentStatus,
     /// The provider's answer, for people.
     pub reason: String,
-    /// The message event (EVT-2) to store: its id and the event.
-    pub event: Option<(String, Event)>,
+    /// The message event (EVT-2) to store, built when applied (keeping it out of the log):
+    /// its type (`_email.send`…) and the provider's delivery status (`SUCCESSFUL`…).
+    pub event: Option<OutcomeEvent>,
+}
+
+/// What the message event of an outcome says beyond the intent and the run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct OutcomeEvent {
+    /// `_email.send`, `_sms.sent`…
+    pub event_type: String,
+    /// The provider's answer, e.g. `SUCCESSFUL`.
+    pub delivery_status: String,
 }
 
 /// Latest and active versions of a template.
