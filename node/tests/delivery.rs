@@ -89,6 +89,7 @@ async fn sms_burst_over_the_default_rate_is_throttled() {
             }),
             templates: None,
             substitutions: HashMap::new(),
+            origination_number: String::new(),
         })
         .await
         .unwrap()
@@ -205,6 +206,7 @@ async fn unknown_address_makes_the_endpoint_inactive() {
             }),
             templates: None,
             substitutions: HashMap::new(),
+            origination_number: String::new(),
         };
         async move {
             messages

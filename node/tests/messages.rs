@@ -110,6 +110,7 @@ fn users_request(
         message,
         templates,
         substitutions: HashMap::from([("OrderId".to_string(), values(&["A-42"]))]),
+        origination_number: String::new(),
     }
 }
 
@@ -281,6 +282,7 @@ async fn inline_sms_to_addresses_and_the_recipient_limit() {
             message: Some(message.clone()),
             templates: None,
             substitutions: HashMap::from([("OrderId".to_string(), values(&["7"]))]),
+            origination_number: String::new(),
         })
         .await
         .unwrap()
@@ -314,6 +316,7 @@ async fn inline_sms_to_addresses_and_the_recipient_limit() {
             message: Some(message),
             templates: None,
             substitutions: HashMap::new(),
+            origination_number: String::new(),
         })
         .await
         .unwrap_err();

@@ -589,6 +589,7 @@ mod tests {
             content: RenderedMessage::Sms(SmsTemplate {
                 body: "hi".to_string(),
             }),
+            origination_number: String::new(),
         }
     }
 

@@ -186,12 +186,13 @@ impl Messages for MessagesApi {
             check_ids(&[("project_id", &request.project_id)], cluster.limits())?;
             check_recipients("addresses", request.addresses.len())?;
             let mut violations = Vec::new();
-            let content = send_content(
+            let mut content = send_content(
                 request.message,
                 request.templates,
                 request.substitutions,
                 &mut violations,
             );
+            content.origination_number = request.origination_number.trim().to_string();
             if !violations.is_empty() {
                 return Err(invalid_argument(&violations));
             }
@@ -236,12 +237,13 @@ impl Messages for MessagesApi {
                     &mut violations,
                 );
             }
-            let content = send_content(
+            let mut content = send_content(
                 request.message,
                 request.templates,
                 request.substitutions,
                 &mut violations,
             );
+            content.origination_number = request.origination_number.trim().to_string();
             if !violations.is_empty() {
                 return Err(invalid_argument(&violations));
             }

@@ -256,6 +256,7 @@ mod tests {
                 raw_data: [("screen".to_string(), "sale".to_string())].into(),
                 ..PushTemplate::default()
             }),
+            origination_number: String::new(),
         }
     }
 

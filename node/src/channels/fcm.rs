@@ -328,6 +328,7 @@ mod tests {
                 silent,
                 raw_data: [("screen".to_string(), "sale".to_string())].into(),
             }),
+            origination_number: String::new(),
         }
     }
 

@@ -45,6 +45,10 @@ pub struct OutboundMessage {
     pub address: String,
     /// The personalised content.
     pub content: RenderedMessage,
+    /// The origination identity the sender named (SMS and voice, SPEC CHN-4); empty: chosen
+    /// by the selection order.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub origination_number: String,
 }
 
 /// Delivery status of a send (SPEC CHN-3).

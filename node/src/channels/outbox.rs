@@ -136,6 +136,7 @@ mod tests {
                     channel: ChannelType::Sms,
                     address: "+14155550100".into(),
                     content: RenderedMessage::Sms(SmsTemplate { body: "hi".into() }),
+                    origination_number: String::new(),
                 })
                 .await;
             assert_eq!(outcome.status, DeliveryStatus::Successful);
@@ -163,6 +164,7 @@ mod tests {
                 channel: ChannelType::Sms,
                 address: "+14155550100".into(),
                 content: RenderedMessage::Sms(SmsTemplate { body: "hi".into() }),
+                origination_number: String::new(),
             })
             .await;
         assert_eq!(outcome.status, DeliveryStatus::Successful);

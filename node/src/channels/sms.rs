@@ -79,7 +79,7 @@ impl Provider for PhoneProvider {
         let country = rules_country_of(&message.address);
         let Some(from) = choose_origination(
             &self.channel.origination_identities,
-            None,
+            Some(&message.origination_number),
             country,
             self.usage,
         ) else {
@@ -157,6 +157,7 @@ mod tests {
             content: RenderedMessage::Sms(SmsTemplate {
                 body: "Code 1234".into(),
             }),
+            origination_number: String::new(),
         }
     }
 
@@ -177,6 +178,43 @@ mod tests {
         assert_eq!(
             request.json(),
             serde_json::json!({"from": "+18005550100", "to": "+14155550123", "body": "Code 1234"})
+        );
+    }
+
+    /// CHN-4: a sender may name the identity: a call from the toll-free number goes from it
+    /// instead of the preferred long code; a named identity that cannot send (a US long code
+    /// for SMS) or is not configured is refused, never silently replaced.
+    #[tokio::test]
+    async fn a_named_origination_identity_is_used_or_refused() {
+        let server = FakeProvider::start().await;
+        let voice = PhoneProvider::new(&channel(&server.base_url), OriginationUse::Voice).unwrap();
+        let call = OutboundMessage {
+            channel: ChannelType::Voice,
+            content: RenderedMessage::Voice(VoiceTemplate {
+                body: "Hello".into(),
+                ..VoiceTemplate::default()
+            }),
+            origination_number: "+18005550100".into(),
+            ..text("+14155550123")
+        };
+        let outcome = voice.send(&call).await;
+        assert_eq!(outcome.status, DeliveryStatus::Successful, "{outcome:?}");
+        assert_eq!(server.requests()[0].json()["from"], "+18005550100");
+
+        let sms = PhoneProvider::new(&channel(&server.base_url), OriginationUse::Sms).unwrap();
+        for named in ["+15550000001", "+19990000000"] {
+            let outcome = sms
+                .send(&OutboundMessage {
+                    origination_number: named.into(),
+                    ..text("+14155550123")
+                })
+                .await;
+            assert_eq!(outcome.status, DeliveryStatus::PermanentFailure, "{named}");
+        }
+        assert_eq!(
+            server.requests().len(),
+            1,
+            "nothing else reached the provider"
         );
     }
 

@@ -113,6 +113,7 @@ mod tests {
             content: RenderedMessage::Sms(SmsTemplate {
                 body: "Your order shipped".into(),
             }),
+            origination_number: String::new(),
         }
     }
 

@@ -76,6 +76,10 @@ pub struct SendMessageArgs {
     /// A substitution for every recipient, e.g. OrderId=42; repeat a name for a list.
     #[arg(long = "substitution", value_name = "NAME=VALUE", value_parser = parse_name_value)]
     pub substitutions: Vec<(String, String)>,
+    /// The configured origination identity (number or sender id) SMS and voice go from;
+    /// default: chosen by the short code, 10DLC, toll-free order.
+    #[arg(long, value_name = "NUMBER")]
+    pub origination: Option<String>,
 }
 
 /// `herald send otp`
@@ -289,6 +293,7 @@ pub async fn run(channel: Channel, command: SendCommand, json: bool) -> anyhow::
                         message,
                         templates,
                         substitutions: request_substitutions,
+                        origination_number: args.origination.clone().unwrap_or_default(),
                     })
                     .await
                     .map_err(status_error)?
@@ -327,6 +332,7 @@ pub async fn run(channel: Channel, command: SendCommand, json: bool) -> anyhow::
                         message,
                         templates,
                         substitutions: request_substitutions,
+                        origination_number: args.origination.clone().unwrap_or_default(),
                     })
                     .await
                     .map_err(status_error)?

@@ -312,6 +312,7 @@ impl Cluster {
                 inline: treatment.message.inline.clone(),
                 templates: treatment.message.templates.clone(),
                 substitutions: BTreeMap::new(),
+                origination_number: String::new(),
             };
             compiled.push(self.compile_content(project_id, &content).await?);
         }
@@ -429,6 +430,7 @@ impl Cluster {
                     endpoint,
                     &BTreeMap::new(),
                     &intent.message_id,
+                    "",
                     true,
                 )
                 .await

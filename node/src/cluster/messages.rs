@@ -38,6 +38,8 @@ pub struct SendContent {
     pub templates: BTreeMap<TemplateType, (String, Option<u32>)>,
     /// Substitutions for every recipient.
     pub substitutions: BTreeMap<String, Vec<String>>,
+    /// The origination identity SMS and voice messages go from (CHN-4); empty: chosen.
+    pub origination_number: String,
 }
 
 /// One address of a send to addresses.
@@ -175,6 +177,7 @@ impl Cluster {
         compiled: &Compiled,
         endpoint: &Endpoint,
         substitutions: &BTreeMap<String, Vec<String>>,
+        origination_number: &str,
     ) -> SendResult {
         let message_id = new_message_id();
         if endpoint.opt_out == OptOut::All || endpoint.status == EndpointStatus::Inactive {
@@ -193,6 +196,7 @@ impl Cluster {
                 endpoint,
                 substitutions,
                 &message_id,
+                origination_number,
                 false,
             )
             .await;
@@ -209,6 +213,7 @@ impl Cluster {
         endpoint: &Endpoint,
         substitutions: &BTreeMap<String, Vec<String>>,
         message_id: &str,
+        origination_number: &str,
         wait: bool,
     ) -> DeliveryOutcome {
         let channel = endpoint.channel_type;
@@ -243,6 +248,7 @@ impl Cluster {
                     channel,
                     address: endpoint.address.clone(),
                     content,
+                    origination_number: origination_number.to_string(),
                 };
                 let provider = provider_for(message.channel, settings, &self.outbox);
                 let rate = channel_rate(settings, message.channel);
@@ -414,8 +420,14 @@ impl Cluster {
             let compiled = &compiled;
             let settings = &settings;
             async move {
-                self.deliver(settings, compiled, &endpoint, &substitutions)
-                    .await
+                self.deliver(
+                    settings,
+                    compiled,
+                    &endpoint,
+                    &substitutions,
+                    &content.origination_number,
+                )
+                .await
             }
         });
         Ok(join_all(sends).await)
@@ -438,11 +450,16 @@ impl Cluster {
             async move {
                 let endpoints = self.user_endpoints(project_id, user_id).await?;
                 let substitutions = merged(&content.substitutions, user_substitutions);
-                let results =
-                    join_all(endpoints.iter().map(|endpoint| {
-                        self.deliver(settings, compiled, endpoint, &substitutions)
-                    }))
-                    .await;
+                let results = join_all(endpoints.iter().map(|endpoint| {
+                    self.deliver(
+                        settings,
+                        compiled,
+                        endpoint,
+                        &substitutions,
+                        &content.origination_number,
+                    )
+                }))
+                .await;
                 self.record_send_events(project_id, endpoints.iter().zip(&results).collect())
                     .await;
                 Ok::<_, ClusterError>(
@@ -524,6 +541,7 @@ impl Cluster {
             channel: spec.channel,
             address: spec.destination.clone(),
             content,
+            origination_number: String::new(),
         };
         let settings = self.get_channel_settings(project_id).await?;
         let outcome = self.send_through_provider(&settings, &message).await;

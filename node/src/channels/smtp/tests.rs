@@ -240,6 +240,7 @@ fn welcome(endpoint: &Endpoint, message_id: &str) -> OutboundMessage {
         channel: ChannelType::Email,
         address: endpoint.address.clone(),
         content: render(&template, &context).unwrap(),
+        origination_number: String::new(),
     }
 }
 
