@@ -24,7 +24,7 @@ use openraft::async_runtime::watch::WatchReceiver;
 use tokio::sync::mpsc;
 
 use super::campaigns::EVENT_RUN;
-use super::messages::{Compiled, SendContent, new_message_id};
+use super::messages::{Compiled, SendAs, SendContent, new_message_id};
 use super::{Cluster, ClusterError, Result};
 use crate::channels::DeliveryStatus;
 use crate::domain::campaign::{
@@ -429,9 +429,11 @@ impl Cluster {
                     compiled,
                     endpoint,
                     &BTreeMap::new(),
-                    &intent.message_id,
-                    "",
-                    true,
+                    SendAs {
+                        message_id: &intent.message_id,
+                        origination_number: "",
+                        wait: true,
+                    },
                 )
                 .await
             }

@@ -90,6 +90,15 @@ impl SendResult {
     }
 }
 
+/// How one message is sent: its id, the origination identity the sender named (empty: none),
+/// and whether a send over the rate waits for its turn (campaigns) or answers THROTTLED.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SendAs<'a> {
+    pub message_id: &'a str,
+    pub origination_number: &'a str,
+    pub wait: bool,
+}
+
 /// The request's content compiled once, per kind.
 pub(crate) type Compiled = BTreeMap<TemplateType, Arc<CompiledTemplate>>;
 
@@ -195,9 +204,11 @@ impl Cluster {
                 compiled,
                 endpoint,
                 substitutions,
-                &message_id,
-                origination_number,
-                false,
+                SendAs {
+                    message_id: &message_id,
+                    origination_number,
+                    wait: false,
+                },
             )
             .await;
         SendResult::new(&message_id, outcome)
@@ -212,10 +223,13 @@ impl Cluster {
         compiled: &Compiled,
         endpoint: &Endpoint,
         substitutions: &BTreeMap<String, Vec<String>>,
-        message_id: &str,
-        origination_number: &str,
-        wait: bool,
+        how: SendAs<'_>,
     ) -> DeliveryOutcome {
+        let SendAs {
+            message_id,
+            origination_number,
+            wait,
+        } = how;
         let channel = endpoint.channel_type;
         let kind = content_type_for(channel);
         let Some(template) = compiled.get(&kind) else {
