@@ -12,10 +12,7 @@
 //! `PutEvents` request left, both on this process's monotonic clock.
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -35,7 +32,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tonic::transport::Channel;
 
 use super::BenchReport;
-use super::process::ADDRESS_MARKER;
+use super::process::ServerProcess;
 use super::report::round_to;
 
 /// `herald bench campaign` flags.
@@ -244,8 +241,8 @@ pub async fn run(args: CampaignArgs) -> anyhow::Result<()> {
         .prefix("herald-bench-")
         .tempdir()
         .context("cannot create a temporary data directory")?;
-    let node =
-        NullSinkNode::start(data_dir.path(), args.shards).context("cannot start a herald node")?;
+    let node = ServerProcess::herald_with(data_dir.path(), args.shards, &["--null-sink"])
+        .context("cannot start a herald node")?;
     let outcome = measure(node.addr, &args, population).await;
     let stopped = node.stop();
     let (campaign, trigger) = outcome?;
@@ -876,82 +873,6 @@ async fn serve_connection(
         }
         buffer.drain(..head_end + body_len);
         stream.write_all(ANSWER).await?;
-    }
-}
-
-/// `herald serve` with the null sink on, as a child process on a fresh data directory.
-/// [`super::process::ServerProcess::herald`] starts the node the same way but has no way to
-/// pass it a setting, hence this small copy.
-struct NullSinkNode {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl NullSinkNode {
-    fn start(data_dir: &Path, shards: Option<u32>) -> anyhow::Result<Self> {
-        let mut command = Command::new(std::env::current_exe()?);
-        command
-            .args([
-                "serve",
-                "--null-sink",
-                "--listen",
-                "127.0.0.1:0",
-                "--metrics-listen",
-                "127.0.0.1:0",
-                "--data-dir",
-            ])
-            .arg(data_dir)
-            .env("HERALD_LOG", "info");
-        if let Some(shards) = shards {
-            command.env("HERALD_SHARDS", shards.to_string());
-        }
-        let mut child = command
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .context("cannot start the server process")?;
-        let stderr = child.stderr.take().expect("piped stderr");
-        let (sender, receiver) = std::sync::mpsc::channel();
-        // Keep draining stderr for the whole run so the child never blocks on a full pipe.
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(rest) = line.split(ADDRESS_MARKER).nth(1) {
-                    let addr = rest.split_whitespace().next().unwrap_or_default();
-                    let _ = sender.send(addr.to_string());
-                }
-            }
-        });
-        let mut node = Self {
-            child,
-            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-        };
-        let reported = receiver
-            .recv_timeout(Duration::from_secs(60))
-            .context("the node did not report its address")?;
-        node.addr = reported
-            .parse()
-            .with_context(|| format!("the node reported an invalid address {reported:?}"))?;
-        Ok(node)
-    }
-
-    /// Stops the node with SIGTERM and waits for it; a non-zero exit is an error.
-    fn stop(mut self) -> anyhow::Result<()> {
-        let pid = self.child.id().to_string();
-        Command::new("kill").args(["-TERM", &pid]).status()?;
-        let status = self.child.wait()?;
-        anyhow::ensure!(status.success(), "the node exited with {status}");
-        Ok(())
-    }
-}
-
-impl Drop for NullSinkNode {
-    fn drop(&mut self) {
-        // A node still running here (an error path) must not outlive the bench.
-        if matches!(self.child.try_wait(), Ok(None)) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
     }
 }
 

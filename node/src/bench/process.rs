@@ -28,10 +28,20 @@ pub const METRICS_MARKER: &str = "metrics=";
 impl ServerProcess {
     /// `herald serve` on a fresh data directory, loopback, OS-chosen ports.
     pub fn herald(data_dir: &Path, shards: Option<u32>) -> anyhow::Result<Self> {
+        Self::herald_with(data_dir, shards, &[])
+    }
+
+    /// `herald serve` as [`Self::herald`] does, with `extra` flags (e.g. `--null-sink`).
+    pub fn herald_with(
+        data_dir: &Path,
+        shards: Option<u32>,
+        extra: &[&str],
+    ) -> anyhow::Result<Self> {
         let mut command = Command::new(std::env::current_exe()?);
         command
+            .arg("serve")
+            .args(extra)
             .args([
-                "serve",
                 "--listen",
                 "127.0.0.1:0",
                 "--metrics-listen",
