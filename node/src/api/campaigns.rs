@@ -346,29 +346,8 @@ pub fn schedule_to_proto(schedule: &Schedule) -> pb::Schedule {
 fn event_filter_to_proto(filter: &EventFilter) -> pb::EventFilter {
     pb::EventFilter {
         event_types: filter.event_types.clone(),
-        attributes: filter
-            .attributes
-            .iter()
-            .map(|(name, attribute)| {
-                let dimension = pb::AttributeDimension {
-                    kind: attribute.kind.as_str().to_string(),
-                    values: attribute.values.clone(),
-                };
-                (name.clone(), dimension)
-            })
-            .collect(),
-        metrics: filter
-            .metrics
-            .iter()
-            .map(|(name, metric)| {
-                let dimension = pb::MetricDimension {
-                    comparison: metric.comparison.as_str().to_string(),
-                    value: metric.value,
-                    upper: metric.upper,
-                };
-                (name.clone(), dimension)
-            })
-            .collect(),
+        attributes: super::segments::attributes_to_proto(&filter.attributes),
+        metrics: super::segments::metrics_to_proto(&filter.metrics),
     }
 }
 

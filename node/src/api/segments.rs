@@ -298,7 +298,8 @@ fn set_to_proto(set: &Option<SetDimension>) -> Option<pb::SetDimension> {
     })
 }
 
-fn attributes_to_proto(
+/// Attribute conditions as the API shows them (segments and event filters).
+pub(crate) fn attributes_to_proto(
     attributes: &BTreeMap<String, AttributeDimension>,
 ) -> HashMap<String, pb::AttributeDimension> {
     attributes
@@ -307,6 +308,23 @@ fn attributes_to_proto(
             let dimension = pb::AttributeDimension {
                 kind: attribute.kind.as_str().to_string(),
                 values: attribute.values.clone(),
+            };
+            (name.clone(), dimension)
+        })
+        .collect()
+}
+
+/// Metric comparisons as the API shows them (segments and event filters).
+pub(crate) fn metrics_to_proto(
+    metrics: &BTreeMap<String, MetricDimension>,
+) -> HashMap<String, pb::MetricDimension> {
+    metrics
+        .iter()
+        .map(|(name, metric)| {
+            let dimension = pb::MetricDimension {
+                comparison: metric.comparison.as_str().to_string(),
+                value: metric.value,
+                upper: metric.upper,
             };
             (name.clone(), dimension)
         })
@@ -338,18 +356,7 @@ fn dimensions_to_proto(dimensions: &SegmentDimensions) -> pb::SegmentDimensions 
             }),
         }),
         attributes: attributes_to_proto(&dimensions.attributes),
-        metrics: dimensions
-            .metrics
-            .iter()
-            .map(|(name, metric)| {
-                let dimension = pb::MetricDimension {
-                    comparison: metric.comparison.as_str().to_string(),
-                    value: metric.value,
-                    upper: metric.upper,
-                };
-                (name.clone(), dimension)
-            })
-            .collect(),
+        metrics: metrics_to_proto(&dimensions.metrics),
         user_attributes: attributes_to_proto(&dimensions.user_attributes),
     }
 }
