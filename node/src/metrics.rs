@@ -45,6 +45,10 @@ pub const SEGMENT_INDEX_ENDPOINTS: &str = "herald_segment_index_endpoints";
 pub const SNAPSHOTS_INSTALLED: &str = "herald_snapshots_installed_total";
 /// Operations gathered into one Raft entry.
 pub const PROPOSAL_BATCH_SIZE: &str = "herald_proposal_batch_size";
+/// Time a shard leader spends on one page of a campaign pass, by `phase`: `read` (endpoints
+/// and the send decision), `intents` (committing the intents), `sends` (from the first send to
+/// the last outcome committed) and `outcomes` (the outcome proposals alone).
+pub const CAMPAIGN_PAGE_SECONDS: &str = "herald_campaign_page_seconds";
 
 /// Describes every metric and serves `/metrics` on `listen`. The recorder is global to the
 /// process, so only the first call installs it (tests start several nodes in one process).
@@ -67,6 +71,10 @@ pub fn install(listen: SocketAddr) -> anyhow::Result<Option<SocketAddr>> {
         .with_http_listener(bound)
         .set_buckets_for_metric(
             metrics_exporter_prometheus::Matcher::Full(REQUEST_SECONDS.into()),
+            &buckets,
+        )?
+        .set_buckets_for_metric(
+            metrics_exporter_prometheus::Matcher::Full(CAMPAIGN_PAGE_SECONDS.into()),
             &buckets,
         )?
         .set_buckets_for_metric(
@@ -102,5 +110,10 @@ fn describe() {
     describe_histogram!(
         PROPOSAL_BATCH_SIZE,
         "operations gathered into one raft entry"
+    );
+    describe_histogram!(
+        CAMPAIGN_PAGE_SECONDS,
+        Unit::Seconds,
+        "time of one page of a campaign pass on a shard leader, by phase"
     );
 }

@@ -12,7 +12,6 @@
 //! `PutEvents` request left, both on this process's monotonic clock.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -196,6 +195,10 @@ fn quantile(sorted: &[f64], q: f64) -> Option<f64> {
 struct CampaignOutcome {
     /// Endpoints committed per second while loading: the baseline.
     load_per_second: f64,
+    /// The node's CPU time while loading, when the platform tells.
+    load_cpu_seconds: Option<f64>,
+    /// The node's CPU time during the run (the trigger phase not included).
+    cpu_seconds: Option<f64>,
     audience: u64,
     counts: pb::RunCounts,
     /// From `CreateCampaign` returning to the run seen COMPLETED.
@@ -243,7 +246,7 @@ pub async fn run(args: CampaignArgs) -> anyhow::Result<()> {
         .context("cannot create a temporary data directory")?;
     let node = ServerProcess::herald_with(data_dir.path(), args.shards, &["--null-sink"])
         .context("cannot start a herald node")?;
-    let outcome = measure(node.addr, &args, population).await;
+    let outcome = measure(&node, &args, population).await;
     let stopped = node.stop();
     let (campaign, trigger) = outcome?;
     stopped.context("the herald node did not stop cleanly")?;
@@ -279,6 +282,21 @@ pub async fn run(args: CampaignArgs) -> anyhow::Result<()> {
         show(p99),
         show(max),
     );
+    // CPU per message is steadier than messages/s on a shared machine: the node's own
+    // cost, whatever else ran meanwhile.
+    let per_thousand = |seconds: Option<f64>, count: u64| {
+        seconds
+            .filter(|_| count > 0)
+            .map(|s| round_to(s * 1000.0 * 1000.0 / count as f64, 1))
+    };
+    let cpu_ms_per_1k_messages = per_thousand(campaign.cpu_seconds, messages);
+    let load_cpu_ms_per_1k_endpoints =
+        per_thousand(campaign.load_cpu_seconds, u64::from(args.endpoints));
+    println!(
+        "node CPU: {} ms per 1,000 messages; {} ms per 1,000 endpoints loaded",
+        cpu_ms_per_1k_messages.map_or("unknown".to_string(), |v| format!("{v:.1}")),
+        load_cpu_ms_per_1k_endpoints.map_or("unknown".to_string(), |v| format!("{v:.1}")),
+    );
     let report = BenchReport::new(
         "campaign",
         round_to(per_second, 1),
@@ -298,6 +316,8 @@ pub async fn run(args: CampaignArgs) -> anyhow::Result<()> {
         .with("capped", campaign.counts.capped)
         .with("quiet_time", campaign.counts.quiet_time)
         .with("campaign_seconds", round_to(campaign.seconds, 3))
+        .with("cpu_ms_per_1k_messages", cpu_ms_per_1k_messages)
+        .with("load_cpu_ms_per_1k_endpoints", load_cpu_ms_per_1k_endpoints)
         .with("run_seconds", campaign.run_seconds.map(|s| round_to(s, 3)))
         .with("events_per_second", args.events_per_second)
         .with("trigger_seconds", args.trigger_seconds)
@@ -312,10 +332,11 @@ pub async fn run(args: CampaignArgs) -> anyhow::Result<()> {
 }
 
 async fn measure(
-    addr: SocketAddr,
+    node: &ServerProcess,
     args: &CampaignArgs,
     population: Population,
 ) -> anyhow::Result<(CampaignOutcome, TriggerOutcome)> {
+    let addr = node.addr;
     let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?
         .tcp_nodelay(true)
         .connect()
@@ -323,13 +344,19 @@ async fn measure(
         .with_context(|| format!("cannot connect to {addr}"))?;
     let webhook = Webhook::start().await?;
     let project = set_up_project(&channel, &webhook.url).await?;
+    let cpu_before_load = node.cpu_seconds();
     let load_per_second = load_endpoints(&channel, &project, population, args.concurrency).await?;
+    let load_cpu = cpu_before_load.zip(node.cpu_seconds()).map(|(a, b)| b - a);
 
     let audience_segment = create_segment(&channel, &project, AUDIENCE_COHORT).await?;
     let trigger_segment = create_segment(&channel, &project, TRIGGER_COHORT).await?;
     wait_for_segment_size(&channel, &project, &audience_segment, population.audience()).await?;
 
+    let cpu_before_campaign = node.cpu_seconds();
     let campaign = run_campaign(&channel, &project, &audience_segment).await?;
+    let campaign_cpu = cpu_before_campaign
+        .zip(node.cpu_seconds())
+        .map(|(a, b)| b - a);
     let trigger = run_triggers(
         &channel,
         &project,
@@ -342,6 +369,8 @@ async fn measure(
     Ok((
         CampaignOutcome {
             load_per_second,
+            load_cpu_seconds: load_cpu,
+            cpu_seconds: campaign_cpu,
             audience: population.audience(),
             ..campaign
         },
@@ -599,6 +628,8 @@ async fn run_campaign(
                     .map(|(start, end)| (end - start).as_seconds_f64());
                 return Ok(CampaignOutcome {
                     load_per_second: 0.0,
+                    load_cpu_seconds: None,
+                    cpu_seconds: None,
                     audience: 0,
                     counts,
                     seconds,

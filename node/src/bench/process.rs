@@ -112,6 +112,17 @@ impl ServerProcess {
         })
     }
 
+    /// CPU time (user and system, every thread) the server has used so far, from
+    /// `/proc/PID/stat`; `None` where there is no such file.
+    pub fn cpu_seconds(&self) -> Option<f64> {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).ok()?;
+        // Fields after the command name, which is in parentheses and may hold spaces.
+        let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+        let ticks: f64 =
+            fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+        Some(ticks / clock_ticks_per_second())
+    }
+
     /// The text of the server's `/metrics` page, when it serves one.
     pub fn scrape_metrics(&self) -> anyhow::Result<String> {
         use std::io::{Read, Write};
@@ -149,4 +160,18 @@ impl Drop for ServerProcess {
             let _ = self.child.wait();
         }
     }
+}
+
+/// The kernel's clock ticks per second (`getconf CLK_TCK`; 100 when that cannot be asked).
+fn clock_ticks_per_second() -> f64 {
+    static TICKS: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    *TICKS.get_or_init(|| {
+        Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|out| String::from_utf8(out.stdout).ok())
+            .and_then(|text| text.trim().parse().ok())
+            .unwrap_or(100.0)
+    })
 }

@@ -110,6 +110,10 @@ impl Delivery {
         message: &OutboundMessage,
         share: Option<f64>,
     ) -> Result<(), tokio::time::Instant> {
+        if share.is_none() {
+            // No rate for the channel: nothing to take (and no gate to look up per message).
+            return Ok(());
+        }
         let mut gates = self.gates.lock().unwrap_or_else(|e| e.into_inner());
         let gate = gates
             .entry((message.project_id.clone(), message.channel))

@@ -58,6 +58,9 @@ const PAGE: usize = 512;
 /// without bound.
 const TRIGGER_QUEUE: usize = 10_000;
 
+/// How long a campaign state read for the pause check of sends is reused.
+const STATE_TTL: Duration = Duration::from_millis(100);
+
 /// Longest wait between two passes of a local-time run that still has endpoints to come.
 const LOCAL_PASS_MAX_WAIT: Duration = Duration::from_secs(60);
 
@@ -94,6 +97,9 @@ pub struct Runtime {
     trigger_receiver: Mutex<Option<mpsc::Receiver<Trigger>>>,
     /// Messages-per-second limiters per campaign (this node's share).
     pacing: Mutex<HashMap<String, (f64, RateLimiter)>>,
+    /// Campaign states as last read from the local meta copy, by campaign id, with when:
+    /// every send checks for a pause, and reading the head for each would cost a storage read.
+    states: Mutex<HashMap<String, (std::time::Instant, Option<CampaignState>)>>,
     /// For campaign hooks.
     http: reqwest::Client,
 }
@@ -109,6 +115,7 @@ impl Default for Runtime {
             triggers,
             trigger_receiver: Mutex::new(Some(receiver)),
             pacing: Mutex::default(),
+            states: Mutex::default(),
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(10))
                 .build()
@@ -203,6 +210,15 @@ fn run_schedule<'a>(campaign: &'a Campaign, run_id: &str) -> &'a Schedule {
             .unwrap_or(&campaign.schedule),
     }
 }
+
+/// Records the time of one phase of a page (see [`crate::metrics::CAMPAIGN_PAGE_SECONDS`]).
+fn page_phase(phase: &'static str, started: std::time::Instant) {
+    metrics::histogram!(crate::metrics::CAMPAIGN_PAGE_SECONDS, "phase" => phase)
+        .record(started.elapsed().as_secs_f64());
+}
+
+/// A pending intent with its record, as a new leader re-dispatches it.
+type PendingSend = (PendingIntent, SendIntent);
 
 fn to_intent_status(status: DeliveryStatus) -> IntentStatus {
     match status {
@@ -374,12 +390,7 @@ impl Cluster {
     /// gone or the node stops (its outcome is then not committed, see `commit_and_send`).
     async fn wait_while_paused(&self, project_id: &str, campaign_id: &str) -> bool {
         loop {
-            match self
-                .local_campaign_head(project_id, campaign_id)
-                .ok()
-                .flatten()
-                .and_then(|head| head.state)
-            {
+            match self.recent_campaign_state(project_id, campaign_id) {
                 None | Some(CampaignState::Deleted) => return false,
                 _ if self.is_stopping() => return false,
                 Some(CampaignState::Paused) => {
@@ -388,6 +399,32 @@ impl Cluster {
                 Some(_) => return true,
             }
         }
+    }
+
+    /// The campaign's state from the local meta copy, at most [`STATE_TTL`] old.
+    fn recent_campaign_state(&self, project_id: &str, campaign_id: &str) -> Option<CampaignState> {
+        let now = std::time::Instant::now();
+        if let Some((read, state)) = self
+            .campaign_runtime
+            .states
+            .lock()
+            .expect("lock")
+            .get(campaign_id)
+            && now.duration_since(*read) < STATE_TTL
+        {
+            return *state;
+        }
+        let state = self
+            .local_campaign_head(project_id, campaign_id)
+            .ok()
+            .flatten()
+            .and_then(|head| head.state);
+        self.campaign_runtime
+            .states
+            .lock()
+            .expect("lock")
+            .insert(campaign_id.to_string(), (now, state));
+        state
     }
 
     /// Sends one committed intent and answers its outcome, with the message event.
@@ -465,9 +502,15 @@ impl Cluster {
         })
     }
 
-    /// Whether this node still leads the group in the lease's term.
+    /// Whether this node still leads the group in the lease's term (checked before every
+    /// send, so it reads the metrics in place instead of cloning them).
     fn still_leads(&self, lease: Lease) -> bool {
-        self.lease(lease.group) == Some(lease)
+        let Some(handle) = self.local_group(lease.group) else {
+            return false;
+        };
+        let metrics = handle.raft.metrics();
+        let metrics = metrics.borrow_watched();
+        metrics.current_leader == Some(self.node_id) && metrics.current_term == lease.term
     }
 
     /// Starts a pass for each executing run on each shard this node leads, unless one is going
@@ -739,6 +782,7 @@ impl Cluster {
                 Some(_) => {}
             }
             let now = Utc::now();
+            let read_started = std::time::Instant::now();
             let mut requests = Vec::new();
             let mut endpoints: HashMap<String, Endpoint> = HashMap::new();
             for endpoint_id in page {
@@ -808,6 +852,7 @@ impl Cluster {
             if requests.is_empty() {
                 continue;
             }
+            page_phase("read", read_started);
             self.apply_hook(&ctx, &endpoints, &mut requests).await?;
             self.commit_and_send(index, lease, &ctx, run_ref, requests, &endpoints)
                 .await?;
@@ -856,6 +901,7 @@ impl Cluster {
             .iter()
             .map(|r| (r.endpoint_id.clone(), r.trigger.clone()))
             .collect();
+        let intents_started = std::time::Instant::now();
         let answer = self
             .propose(
                 index,
@@ -870,6 +916,7 @@ impl Cluster {
                 },
             )
             .await?;
+        page_phase("intents", intents_started);
         let crate::raft::command::ShardOpResult::Intents(answers) = answer else {
             return Err(ClusterError::Internal(format!(
                 "unexpected answer {answer:?}"
@@ -896,13 +943,18 @@ impl Cluster {
                 async move { self.dispatch(ctx, lease, endpoint, &trigger, &intent).await }.boxed()
             })
             .collect();
-        self.commit_outcomes_as_they_come(index, run, outcomes)
-            .await
+        let sends_started = std::time::Instant::now();
+        let committed = self
+            .commit_outcomes_as_they_come(index, run, outcomes)
+            .await;
+        page_phase("sends", sends_started);
+        committed
     }
 
     /// Commits outcomes as sends finish, in batches of whatever is ready (so a crash repeats
-    /// as few accepted sends as possible); stops with an error when a send was skipped
-    /// because this node lost the shard's leadership, or when the node stops.
+    /// as few accepted sends as possible), one proposal at a time while the sends go on;
+    /// stops with an error when a send was skipped because this node lost the shard's
+    /// leadership, or when the node stops.
     async fn commit_outcomes_as_they_come(
         &self,
         index: usize,
@@ -910,36 +962,52 @@ impl Cluster {
         mut outcomes: FuturesUnordered<BoxFuture<'_, Option<IntentOutcome>>>,
     ) -> Result<()> {
         let mut deposed = false;
-        while let Some(first) = outcomes.next().await {
-            let mut batch = vec![first];
-            while batch.len() < PAGE {
-                match outcomes.next().now_or_never() {
-                    Some(Some(outcome)) => batch.push(outcome),
-                    _ => break,
+        let mut ready: Vec<IntentOutcome> = Vec::new();
+        let mut committing: Option<BoxFuture<'_, Result<()>>> = None;
+        loop {
+            if committing.is_none() && !ready.is_empty() {
+                if self.is_stopping() {
+                    // Outcomes of sends cut short by the stop would be wrong: the intents stay
+                    // pending and are re-dispatched when the node (or the next leader) starts.
+                    return Err(ClusterError::Unavailable("the node is stopping".into()));
                 }
-            }
-            let sent = batch.len();
-            let outcomes: Vec<IntentOutcome> = batch.into_iter().flatten().collect();
-            deposed |= outcomes.len() < sent;
-            if self.is_stopping() {
-                // Outcomes of sends cut short by the stop would be wrong: the intents stay
-                // pending and are re-dispatched when the node (or the next leader) starts.
-                return Err(ClusterError::Unavailable("the node is stopping".into()));
-            }
-            if outcomes.is_empty() {
-                continue;
-            }
-            self.propose(
-                index,
-                ShardOp::CommitOutcomes {
+                let op = ShardOp::CommitOutcomes {
                     project_id: run.project_id.to_string(),
                     campaign_id: run.campaign_id.to_string(),
                     run_id: run.run_id.to_string(),
                     now_ms: Utc::now().timestamp_millis(),
-                    outcomes,
+                    outcomes: std::mem::take(&mut ready),
+                };
+                committing = Some(
+                    async move {
+                        let started = std::time::Instant::now();
+                        self.propose(index, op).await?;
+                        page_phase("outcomes", started);
+                        Ok(())
+                    }
+                    .boxed(),
+                );
+            }
+            match committing.as_mut() {
+                None if outcomes.is_empty() => break,
+                None => match outcomes.next().await {
+                    Some(Some(outcome)) => ready.push(outcome),
+                    Some(None) => deposed = true,
+                    None => {}
                 },
-            )
-            .await?;
+                Some(proposal) => {
+                    tokio::select! {
+                        committed = proposal => {
+                            committing = None;
+                            committed?;
+                        }
+                        Some(outcome) = outcomes.next(), if !outcomes.is_empty() => match outcome {
+                            Some(outcome) => ready.push(outcome),
+                            None => deposed = true,
+                        },
+                    }
+                }
+            }
         }
         if deposed {
             return Err(ClusterError::Unavailable(
@@ -1020,16 +1088,29 @@ impl Cluster {
         let lease = self
             .lease(group)
             .ok_or_else(|| ClusterError::Unavailable(format!("group {group} is led elsewhere")))?;
-        let pending: Vec<PendingIntent> = self
+        let mut pending: Vec<PendingSend> = Vec::new();
+        for (key, ()) in self
             .store
-            .scan::<PendingIntent>(
+            .scan::<()>(
                 &self.store.data,
                 &keys::data_key(group, tag::PENDING_INTENT, &[]),
             )
             .map_err(ClusterError::internal)?
-            .into_iter()
-            .map(|(_, pending)| pending)
-            .collect();
+        {
+            let Some(marker) = PendingIntent::from_key(&key) else {
+                continue;
+            };
+            let intent = self.local_get::<SendIntent>(&intent_key(
+                group,
+                tag::SEND_INTENT,
+                marker.run(),
+                &marker.endpoint_id,
+                &marker.trigger,
+            ))?;
+            if let Some(intent) = intent.filter(|intent| intent.status == IntentStatus::Pending) {
+                pending.push((marker, intent));
+            }
+        }
         if pending.is_empty() {
             return Ok(());
         }
@@ -1038,18 +1119,18 @@ impl Cluster {
             intents = pending.len(),
             "re-dispatching intents without an outcome"
         );
-        let mut by_run: BTreeMap<(String, String, String, u32), Vec<PendingIntent>> =
-            BTreeMap::new();
-        for intent in pending {
+        // By project, campaign, run and campaign version.
+        let mut by_run: BTreeMap<(String, String, String, u32), Vec<PendingSend>> = BTreeMap::new();
+        for (marker, intent) in pending {
             by_run
                 .entry((
-                    intent.project_id.clone(),
-                    intent.campaign_id.clone(),
-                    intent.run_id.clone(),
-                    intent.intent.campaign_version,
+                    marker.project_id.clone(),
+                    marker.campaign_id.clone(),
+                    marker.run_id.clone(),
+                    intent.campaign_version,
                 ))
                 .or_default()
-                .push(intent);
+                .push((marker, intent));
         }
         let index = (group - 1) as usize;
         for ((project_id, campaign_id, run_id, version), intents) in by_run {
@@ -1065,7 +1146,7 @@ impl Cluster {
             };
             let outcomes: FuturesUnordered<BoxFuture<'_, Option<IntentOutcome>>> = intents
                 .iter()
-                .map(|pending| {
+                .map(|(pending, intent)| {
                     let ctx = ctx.as_ref();
                     async move {
                         let endpoint = self.local_get::<Endpoint>(&keys::data_key(
@@ -1075,14 +1156,8 @@ impl Cluster {
                         ));
                         match (ctx, endpoint) {
                             (Some(ctx), Ok(Some(endpoint))) => {
-                                self.dispatch(
-                                    ctx,
-                                    lease,
-                                    &endpoint,
-                                    &pending.trigger,
-                                    &pending.intent,
-                                )
-                                .await
+                                self.dispatch(ctx, lease, &endpoint, &pending.trigger, intent)
+                                    .await
                             }
                             _ => Some(IntentOutcome {
                                 endpoint_id: pending.endpoint_id.clone(),

@@ -383,7 +383,7 @@ impl Cluster {
             }))
             .await?;
         }
-        self.carry_pending(shard).await?;
+        self.carry_pending(shard, metrics.current_term).await?;
         if !committed || placement.target.is_empty() {
             return Ok(());
         }
@@ -467,8 +467,15 @@ impl Cluster {
         Ok(())
     }
 
-    /// Carries user-index changes of `shard` left pending by a crash or a failover.
-    async fn carry_pending(&self, shard: u32) -> Result<()> {
+    /// Carries user-index changes of `shard` left pending by a crash, a failover or a failed
+    /// carry: once per term, and again after a carry failed.
+    async fn carry_pending(&self, shard: u32, term: u64) -> Result<()> {
+        let failures = self
+            .index_carry_failures
+            .load(std::sync::atomic::Ordering::SeqCst);
+        if self.index_carried.lock().expect("lock").get(&shard) == Some(&(term, failures)) {
+            return Ok(());
+        }
         let prefix = keys::data_key(shard_group(shard), tag::PENDING_INDEX, &[]);
         let pending: Vec<PendingIndex> = self
             .store
@@ -477,15 +484,19 @@ impl Cluster {
             .into_iter()
             .map(|(_, change)| change)
             .collect();
-        if pending.is_empty() {
-            return Ok(());
+        if !pending.is_empty() {
+            tracing::info!(
+                shard,
+                changes = pending.len(),
+                "carrying pending user index changes"
+            );
+            self.carry_index_changes(shard as usize, pending).await?;
         }
-        tracing::info!(
-            shard,
-            changes = pending.len(),
-            "carrying pending user index changes"
-        );
-        self.carry_index_changes(shard as usize, pending).await
+        self.index_carried
+            .lock()
+            .expect("lock")
+            .insert(shard, (term, failures));
+        Ok(())
     }
 
     /// The cluster's status, from the meta leader.

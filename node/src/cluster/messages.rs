@@ -242,7 +242,12 @@ impl Cluster {
                 ),
             );
         };
-        let context = RenderContext::for_endpoint(endpoint, substitutions, &BTreeMap::new());
+        let context = RenderContext::for_endpoint_with(
+            endpoint,
+            substitutions,
+            &BTreeMap::new(),
+            template.context_roots(),
+        );
         let content = match template.render(&context) {
             Ok(content) => content,
             Err(error) => {

@@ -106,6 +106,12 @@ pub struct Cluster {
     /// Active nodes as last counted and when (rate limits are shared among them; counting
     /// scans the meta copy, too slow for every message).
     active_nodes: std::sync::Mutex<Option<(std::time::Instant, usize)>>,
+    /// Per shard, the term in which its pending user-index changes were last scanned and all
+    /// carried, with [`Self::index_carry_failures`] as it was before that scan. The scan walks
+    /// every tombstone the carried changes left behind: too slow for every reconcile tick.
+    index_carried: std::sync::Mutex<HashMap<u32, (u64, u64)>>,
+    /// Carries of user-index changes that failed (their changes stay pending for a scan).
+    index_carry_failures: std::sync::atomic::AtomicU64,
 }
 
 impl Cluster {
@@ -178,6 +184,8 @@ impl Cluster {
             outbox,
             delivery: Default::default(),
             campaign_runtime: Default::default(),
+            index_carried: std::sync::Mutex::default(),
+            index_carry_failures: std::sync::atomic::AtomicU64::new(0),
             active_nodes: std::sync::Mutex::new(None),
         });
         cluster.learn_peer_addresses();

@@ -247,6 +247,16 @@ impl Cluster {
         from: usize,
         pending: Vec<PendingIndex>,
     ) -> Result<()> {
+        let carried = self.carry_each_index_change(from, pending).await;
+        if carried.is_err() {
+            // Left pending: the reconcile loops scan for it again.
+            self.index_carry_failures
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+        carried
+    }
+
+    async fn carry_each_index_change(&self, from: usize, pending: Vec<PendingIndex>) -> Result<()> {
         for change in pending {
             let user_shard = self.shard_index(&change.project_id, &change.user_id);
             self.propose(

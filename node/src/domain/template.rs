@@ -13,7 +13,7 @@
 //! every value compared by `if`, `unless`, `eq`, … is routed at compile time through one
 //! helper that takes a list's first value and a missing value's default.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use handlebars as hb;
@@ -889,76 +889,71 @@ impl RenderContext {
         substitutions: &BTreeMap<String, Vec<String>>,
         defaults: &BTreeMap<String, String>,
     ) -> Self {
+        Self::for_endpoint_with(endpoint, substitutions, defaults, None)
+    }
+
+    /// Like [`Self::for_endpoint`], with only the top-level variables in `roots` (all when
+    /// `None`): a template that reads `User` and `Attributes` does not need the rest built
+    /// for each of a campaign's recipients. See [`CompiledTemplate::context_roots`].
+    pub fn for_endpoint_with(
+        endpoint: &Endpoint,
+        substitutions: &BTreeMap<String, Vec<String>>,
+        defaults: &BTreeMap<String, String>,
+        roots: Option<&BTreeSet<String>>,
+    ) -> Self {
+        let wanted = |name: &str| roots.is_none_or(|roots| roots.contains(name));
         let mut root = Map::new();
         for (name, values) in substitutions {
             root.insert(name.clone(), string_list(values));
         }
         let text = |value: &str| Value::String(value.to_string());
-        root.insert("ProjectId".into(), text(&endpoint.project_id));
-        root.insert("Address".into(), text(&endpoint.address));
-        root.insert("ChannelType".into(), text(endpoint.channel_type.as_str()));
-        root.insert("EndpointId".into(), text(&endpoint.endpoint_id));
-        root.insert("Id".into(), text(&endpoint.endpoint_id));
-        root.insert("CohortId".into(), text(&endpoint.cohort_id.to_string()));
-        root.insert("CreationDate".into(), text(&endpoint.creation_date));
-        root.insert("EffectiveDate".into(), text(&endpoint.effective_date));
-        let status = match endpoint.status {
-            EndpointStatus::Active => "ACTIVE",
-            EndpointStatus::Inactive => "INACTIVE",
+        let mut put = |name: &str, value: &dyn Fn() -> Value| {
+            if wanted(name) {
+                root.insert(name.into(), value());
+            }
         };
-        root.insert("EndpointStatus".into(), text(status));
-        let opt_out = match endpoint.opt_out {
-            OptOut::None => "NONE",
-            OptOut::All => "ALL",
-        };
-        root.insert("OptOut".into(), text(opt_out));
-        root.insert("RequestId".into(), text(&endpoint.request_id));
-        root.insert("Attributes".into(), attribute_map(&endpoint.attributes));
-        let metrics = endpoint
-            .metrics
-            .iter()
-            .map(|(name, value)| (name.clone(), number(*value)))
-            .collect();
-        root.insert("Metrics".into(), Value::Object(metrics));
-        let demographic = &endpoint.demographic;
-        let mut demographic_map = Map::new();
-        for (name, value) in [
-            ("AppVersion", &demographic.app_version),
-            ("Locale", &demographic.locale),
-            ("Make", &demographic.make),
-            ("Model", &demographic.model),
-            ("ModelVersion", &demographic.model_version),
-            ("Platform", &demographic.platform),
-            ("PlatformVersion", &demographic.platform_version),
-            ("Timezone", &demographic.timezone),
-        ] {
-            demographic_map.insert(name.into(), text(value));
-        }
-        root.insert("Demographic".into(), Value::Object(demographic_map));
-        let location = &endpoint.location;
-        let mut location_map = Map::new();
-        for (name, value) in [
-            ("City", &location.city),
-            ("Country", &location.country),
-            ("PostalCode", &location.postal_code),
-            ("Region", &location.region),
-        ] {
-            location_map.insert(name.into(), text(value));
-        }
-        if let Some(latitude) = location.latitude {
-            location_map.insert("Latitude".into(), number(latitude));
-        }
-        if let Some(longitude) = location.longitude {
-            location_map.insert("Longitude".into(), number(longitude));
-        }
-        root.insert("Location".into(), Value::Object(location_map));
-        let mut user = Map::new();
-        user.insert("UserId".into(), text(&endpoint.user.user_id));
-        user.insert(
-            "UserAttributes".into(),
-            attribute_map(&endpoint.user.user_attributes),
-        );
-        root.insert("User".into(), Value::Object(user));
+        put("ProjectId", &|| text(&endpoint.project_id));
+        put("Address", &|| text(&endpoint.address));
+        put("ChannelType", &|| text(endpoint.channel_type.as_str()));
+        put("EndpointId", &|| text(&endpoint.endpoint_id));
+        put("Id", &|| text(&endpoint.endpoint_id));
+        put("CohortId", &|| text(&endpoint.cohort_id.to_string()));
+        put("CreationDate", &|| text(&endpoint.creation_date));
+        put("EffectiveDate", &|| text(&endpoint.effective_date));
+        put("EndpointStatus", &|| {
+            text(match endpoint.status {
+                EndpointStatus::Active => "ACTIVE",
+                EndpointStatus::Inactive => "INACTIVE",
+            })
+        });
+        put("OptOut", &|| {
+            text(match endpoint.opt_out {
+                OptOut::None => "NONE",
+                OptOut::All => "ALL",
+            })
+        });
+        put("RequestId", &|| text(&endpoint.request_id));
+        put("Attributes", &|| attribute_map(&endpoint.attributes));
+        put("Metrics", &|| {
+            Value::Object(
+                endpoint
+                    .metrics
+                    .iter()
+                    .map(|(name, value)| (name.clone(), number(*value)))
+                    .collect(),
+            )
+        });
+        put("Demographic", &|| demographic_map(endpoint));
+        put("Location", &|| location_map(endpoint));
+        put("User", &|| {
+            let mut user = Map::new();
+            user.insert("UserId".into(), text(&endpoint.user.user_id));
+            user.insert(
+                "UserAttributes".into(),
+                attribute_map(&endpoint.user.user_attributes),
+            );
+            Value::Object(user)
+        });
         let mut data = Value::Object(root);
         for (name, default) in defaults {
             fill_default(&mut data, name, default);
@@ -972,6 +967,46 @@ impl RenderContext {
     pub fn data(&self) -> &Value {
         self.data.data()
     }
+}
+
+/// `Demographic`: every field, empty ones as empty text.
+fn demographic_map(endpoint: &Endpoint) -> Value {
+    let demographic = &endpoint.demographic;
+    let mut map = Map::new();
+    for (name, value) in [
+        ("AppVersion", &demographic.app_version),
+        ("Locale", &demographic.locale),
+        ("Make", &demographic.make),
+        ("Model", &demographic.model),
+        ("ModelVersion", &demographic.model_version),
+        ("Platform", &demographic.platform),
+        ("PlatformVersion", &demographic.platform_version),
+        ("Timezone", &demographic.timezone),
+    ] {
+        map.insert(name.into(), Value::String(value.clone()));
+    }
+    Value::Object(map)
+}
+
+/// `Location`: the text fields, and the coordinates when known.
+fn location_map(endpoint: &Endpoint) -> Value {
+    let location = &endpoint.location;
+    let mut map = Map::new();
+    for (name, value) in [
+        ("City", &location.city),
+        ("Country", &location.country),
+        ("PostalCode", &location.postal_code),
+        ("Region", &location.region),
+    ] {
+        map.insert(name.into(), Value::String(value.clone()));
+    }
+    if let Some(latitude) = location.latitude {
+        map.insert("Latitude".into(), number(latitude));
+    }
+    if let Some(longitude) = location.longitude {
+        map.insert("Longitude".into(), number(longitude));
+    }
+    Value::Object(map)
 }
 
 fn string_list(values: &[String]) -> Value {
@@ -1027,6 +1062,170 @@ pub struct CompiledTemplate {
     plain: hb::Handlebars<'static>,
     /// The email HTML part, printing values HTML-escaped.
     html: hb::Handlebars<'static>,
+    /// Parts that are only text and variables, by part path: printed without Handlebars
+    /// (the same output, see the `fast_parts_render_like_handlebars` property test).
+    simple: HashMap<String, SimplePart>,
+    /// The top-level variables the parts read, or `None` when that cannot be told.
+    roots: Option<BTreeSet<String>>,
+    /// The template's default substitutions.
+    defaults: Arc<BTreeMap<String, String>>,
+}
+
+/// A part that is only text and variables.
+#[derive(Debug, Clone)]
+struct SimplePart {
+    pieces: Vec<Piece>,
+    /// Whether values are HTML-escaped (the email HTML part, except `{{{x}}}`).
+    escape_html: bool,
+}
+
+#[derive(Debug, Clone)]
+enum Piece {
+    Text(String),
+    Variable {
+        /// The path's segments.
+        segments: Vec<String>,
+        /// The path as written: the key of its default.
+        written: String,
+        /// `{{{x}}}`: never escaped.
+        raw: bool,
+    },
+}
+
+impl SimplePart {
+    /// The part's pieces, when every element is text, a comment or a variable with a plain
+    /// path (the variable helper around it, see [`prepare_helper`]).
+    fn of(template: &hb::Template, escape_html: bool) -> Option<Self> {
+        let mut pieces = Vec::with_capacity(template.elements.len());
+        for element in &template.elements {
+            let (helper, raw) = match element {
+                TemplateElement::RawString(text) => {
+                    pieces.push(Piece::Text(text.clone()));
+                    continue;
+                }
+                TemplateElement::Comment(_) => continue,
+                TemplateElement::Expression(helper) => (helper, false),
+                TemplateElement::HtmlExpression(helper) => (helper, true),
+                _ => return None,
+            };
+            if helper.name.as_name() != Some(VALUE_HELPER)
+                || !helper.hash.is_empty()
+                || helper.template.is_some()
+                || helper.inverse.is_some()
+            {
+                return None;
+            }
+            let [Parameter::Path(hb::Path::Relative((segments, written)))] =
+                helper.params.as_slice()
+            else {
+                return None;
+            };
+            let segments = segments
+                .iter()
+                .map(|segment| match segment {
+                    hb::PathSeg::Named(name) => Some(name.clone()),
+                    _ => None,
+                })
+                .collect::<Option<Vec<_>>>()
+                .filter(|segments| !segments.is_empty())?;
+            pieces.push(Piece::Variable {
+                segments,
+                written: written.clone(),
+                raw,
+            });
+        }
+        Some(Self {
+            pieces,
+            escape_html,
+        })
+    }
+
+    /// Prints the part as Handlebars would with the variable helper: a value's printable
+    /// form, else the default, else nothing.
+    fn render(&self, context: &RenderContext, defaults: &BTreeMap<String, String>) -> String {
+        let mut out = String::new();
+        for piece in &self.pieces {
+            match piece {
+                Piece::Text(text) => out.push_str(text),
+                Piece::Variable {
+                    segments,
+                    written,
+                    raw,
+                } => {
+                    let value = lookup(context.data(), segments).and_then(printable);
+                    let text = match value {
+                        Some(Value::String(text)) => std::borrow::Cow::Borrowed(text.as_str()),
+                        Some(value) => std::borrow::Cow::Owned(hb::JsonRender::render(value)),
+                        None => match defaults.get(written) {
+                            Some(default) => std::borrow::Cow::Borrowed(default.as_str()),
+                            None => continue,
+                        },
+                    };
+                    if self.escape_html && !raw {
+                        out.push_str(&hb::html_escape(&text));
+                    } else {
+                        out.push_str(&text);
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+/// The value at `segments` as Handlebars finds it: object keys, and list positions by number.
+fn lookup<'a>(data: &'a Value, segments: &[String]) -> Option<&'a Value> {
+    segments.iter().try_fold(data, |node, segment| match node {
+        Value::Object(map) => map.get(segment),
+        Value::Array(values) => segment.parse::<usize>().ok().and_then(|i| values.get(i)),
+        _ => None,
+    })
+}
+
+/// Adds the top-level variables `template` reads to `roots`; false when it cannot tell (a
+/// path that climbs out of a block or starts at `this` or `@root`).
+fn collect_roots(template: &hb::Template, roots: &mut BTreeSet<String>) -> bool {
+    template.elements.iter().all(|element| match element {
+        TemplateElement::Expression(helper)
+        | TemplateElement::HtmlExpression(helper)
+        | TemplateElement::HelperBlock(helper) => helper_roots(helper, roots),
+        TemplateElement::RawString(_) | TemplateElement::Comment(_) => true,
+        _ => false,
+    })
+}
+
+fn helper_roots(helper: &HelperTemplate, roots: &mut BTreeSet<String>) -> bool {
+    let params_known = std::iter::once(&helper.name)
+        .chain(&helper.params)
+        .chain(helper.hash.values())
+        .all(|param| param_roots(param, roots));
+    // Paths inside a block are taken as top-level too: more than needed at worst.
+    params_known
+        && helper
+            .template
+            .iter()
+            .chain(&helper.inverse)
+            .all(|template| collect_roots(template, roots))
+}
+
+fn param_roots(param: &Parameter, roots: &mut BTreeSet<String>) -> bool {
+    match param {
+        Parameter::Name(_) | Parameter::Literal(_) => true,
+        Parameter::Path(hb::Path::Relative((segments, _))) => match segments.first() {
+            Some(hb::PathSeg::Named(name)) => {
+                roots.insert(name.clone());
+                true
+            }
+            _ => false,
+        },
+        // `@index`, `@key`: a block's own variables.
+        Parameter::Path(hb::Path::Local(_)) => true,
+        Parameter::Subexpression(subexpression) => match subexpression.element.as_ref() {
+            TemplateElement::Expression(helper) => helper_roots(helper, roots),
+            _ => false,
+        },
+        _ => false,
+    }
 }
 
 impl CompiledTemplate {
@@ -1041,8 +1240,18 @@ impl CompiledTemplate {
         let mut plain = registry(false, &defaults);
         let mut html = registry(true, &defaults);
         let mut violations = Vec::new();
+        let mut simple = HashMap::new();
+        let mut roots = Some(BTreeSet::new());
         for part in text_parts(content) {
             if let Some(template) = parse_part("", &part, &mut violations) {
+                if let Some(known) = roots.as_mut()
+                    && !collect_roots(&template, known)
+                {
+                    roots = None;
+                }
+                if let Some(fast) = SimplePart::of(&template, part.escape_html) {
+                    simple.insert(part.path.clone(), fast);
+                }
                 let target = if part.escape_html {
                     &mut html
                 } else {
@@ -1058,7 +1267,16 @@ impl CompiledTemplate {
             content: content.clone(),
             plain,
             html,
+            simple,
+            roots,
+            defaults,
         })
+    }
+
+    /// The top-level variables the template reads, when that can be told: what a
+    /// [`RenderContext`] for it needs ([`RenderContext::for_endpoint_with`]).
+    pub fn context_roots(&self) -> Option<&BTreeSet<String>> {
+        self.roots.as_ref()
     }
 
     /// The channel type of the template.
@@ -1069,11 +1287,27 @@ impl CompiledTemplate {
     /// Renders every part for one recipient. Missing variables print their default or
     /// nothing; an error means Handlebars itself failed.
     pub fn render(&self, context: &RenderContext) -> Result<RenderedMessage, TemplateError> {
-        let plain = |path: &str| render_part(&self.plain, path, context);
+        self.render_parts(context, true)
+    }
+
+    fn render_parts(
+        &self,
+        context: &RenderContext,
+        fast: bool,
+    ) -> Result<RenderedMessage, TemplateError> {
+        let part = |registry: &hb::Handlebars<'static>, path: &str| match self
+            .simple
+            .get(path)
+            .filter(|_| fast)
+        {
+            Some(simple) => Ok(simple.render(context, &self.defaults)),
+            None => render_part(registry, path, context),
+        };
+        let plain = |path: &str| part(&self.plain, path);
         Ok(match &self.content {
             TemplateContent::Email(_) => RenderedMessage::Email(EmailTemplate {
                 subject: plain("email.subject")?,
-                html_part: render_part(&self.html, "email.html_part", context)?,
+                html_part: part(&self.html, "email.html_part")?,
                 text_part: plain("email.text_part")?,
             }),
             TemplateContent::Sms(_) => RenderedMessage::Sms(SmsTemplate {
@@ -1707,7 +1941,114 @@ mod tests {
         assert_eq!(TemplateType::parse("FAX"), None);
     }
 
+    /// Variables the equivalence test below draws from: every family, list positions,
+    /// missing ones and a substitution.
+    const SAMPLE_PATHS: &[&str] = &[
+        "User.UserAttributes.FirstName",
+        "User.UserAttributes.Nicknames",
+        "User.UserId",
+        "Attributes.plan",
+        "Attributes.plan.[1]",
+        "Attributes.missing",
+        "Metrics.visits",
+        "Metrics.spend",
+        "Location.Latitude",
+        "Location.City",
+        "Demographic.Platform",
+        "Address",
+        "CohortId",
+        "OptOut",
+        "OrderId",
+        "Missing.Thing",
+    ];
+
+    /// A template part from generated pieces: text, `{{path}}` or `{{{path}}}`.
+    fn part_source(pieces: &[(String, usize, u8)]) -> String {
+        pieces
+            .iter()
+            .map(|(text, path, form)| {
+                let path = SAMPLE_PATHS[path % SAMPLE_PATHS.len()];
+                match form % 3 {
+                    0 => text.clone(),
+                    1 => format!("{{{{{path}}}}}"),
+                    _ => format!("{text}{{{{{{{path}}}}}}}"),
+                }
+            })
+            .collect()
+    }
+
+    /// A campaign's usual template prints without Handlebars and needs only the variables it
+    /// names; a `this` inside a block makes every variable needed.
+    #[test]
+    fn simple_templates_name_their_variables() {
+        let content = email(
+            "An offer for {{User.UserAttributes.FirstName}}",
+            "<p>Your {{Attributes.plan}} plan</p>",
+            "Your {{{Attributes.plan}}} plan",
+        );
+        let compiled = CompiledTemplate::compile(&content, &BTreeMap::new()).unwrap();
+        assert_eq!(compiled.simple.len(), 3);
+        assert_eq!(
+            compiled.context_roots(),
+            Some(&BTreeSet::from([
+                "Attributes".to_string(),
+                "User".to_string()
+            ]))
+        );
+        let each = email("{{#each Attributes}}{{this}}{{/each}}", "", "");
+        let compiled = CompiledTemplate::compile(&each, &BTreeMap::new()).unwrap();
+        assert_eq!(compiled.context_roots(), None);
+    }
+
+    /// Templates with blocks and helpers: not simple, but their variables are known.
+    const BLOCK_PARTS: &[&str] = &[
+        "{{#if Attributes.plan}}{{User.UserId}}{{else}}{{Address}}{{/if}}",
+        "{{default User.UserAttributes.FirstName \"friend\"}} {{len Attributes.plan}} {{lookup Location \"City\"}}",
+        "{{#each Attributes}}{{@key}}={{this}} {{/each}}",
+        "{{#with User}}{{UserId}}{{/with}} {{#unless (eq Metrics.visits 3)}}x{{/unless}}",
+    ];
+
     proptest! {
+        /// Parts of only text and variables print without Handlebars, and a context holding
+        /// only the top-level variables a template reads: either way the text is the same as
+        /// Handlebars prints from the full context, escaping and defaults included.
+        #[test]
+        fn fast_parts_render_like_handlebars(
+            subject in prop::collection::vec(("[^{}\\\\]{0,6}", any::<usize>(), any::<u8>()), 0..6),
+            html in prop::collection::vec(("[^{}\\\\]{0,6}", any::<usize>(), any::<u8>()), 0..6),
+            block in prop::option::of(0..BLOCK_PARTS.len()),
+            values in prop::collection::vec(any::<String>(), 0..3),
+            defaulted in prop::collection::btree_map(0..SAMPLE_PATHS.len(), "[a-z<&\"]{0,4}", 0..4),
+            order in prop::option::of("[a-z<]{0,4}"),
+        ) {
+            let mut endpoint = ana();
+            endpoint.attributes.insert("plan".to_string(), values.clone());
+            endpoint.user.user_attributes.insert("FirstName".to_string(), values);
+            let text = match block {
+                Some(block) => BLOCK_PARTS[block].to_string(),
+                None => part_source(&subject),
+            };
+            let content = email(&part_source(&subject), &part_source(&html), &text);
+            let defaults: BTreeMap<String, String> = defaulted
+                .into_iter()
+                .map(|(path, text)| (SAMPLE_PATHS[path].to_string(), text))
+                .collect();
+            let substitutions: BTreeMap<String, Vec<String>> =
+                order.into_iter().map(|o| ("OrderId".to_string(), vec![o])).collect();
+            let compiled = CompiledTemplate::compile(&content, &defaults).unwrap();
+            let full = RenderContext::for_endpoint(&endpoint, &substitutions, &BTreeMap::new());
+            let slim = RenderContext::for_endpoint_with(
+                &endpoint,
+                &substitutions,
+                &BTreeMap::new(),
+                compiled.context_roots(),
+            );
+            prop_assert_eq!(compiled.simple.len(), if block.is_some() { 2 } else { 3 });
+            let by_handlebars = compiled.render_parts(&full, false).unwrap();
+            let fast = compiled.render_parts(&slim, true).unwrap();
+            prop_assert_eq!(fast, by_handlebars);
+        }
+
         /// Whatever values an endpoint's attributes hold (markup, braces, unicode, empty
         /// lists), a valid template renders without error, and an attribute value is printed
         /// exactly as stored outside the HTML part.

@@ -119,8 +119,11 @@ pub struct RunPart {
     pub done: bool,
 }
 
-/// A pending intent, as kept under [`tag::PENDING_INTENT`] for a new leader to re-dispatch.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+/// A pending intent: the key under [`tag::PENDING_INTENT`] (the intent's key with the other
+/// tag) says which, and the intent itself is read from its [`tag::SEND_INTENT`] record. The
+/// marker's value is empty (records written by earlier builds carry a copy of the intent, which
+/// is ignored).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PendingIntent {
     /// The project.
     pub project_id: String,
@@ -132,8 +135,29 @@ pub struct PendingIntent {
     pub endpoint_id: String,
     /// As in the intent key.
     pub trigger: String,
-    /// The intent.
-    pub intent: SendIntent,
+}
+
+impl PendingIntent {
+    /// The pending intent a [`tag::PENDING_INTENT`] key names.
+    pub fn from_key(key: &[u8]) -> Option<Self> {
+        let mut fields = keys::data_fields(key).into_iter();
+        Some(Self {
+            project_id: fields.next()?,
+            campaign_id: fields.next()?,
+            run_id: fields.next()?,
+            endpoint_id: fields.next()?,
+            trigger: fields.next().unwrap_or_default(),
+        })
+    }
+
+    /// The run it belongs to.
+    pub fn run(&self) -> RunRef<'_> {
+        RunRef {
+            project_id: &self.project_id,
+            campaign_id: &self.campaign_id,
+            run_id: &self.run_id,
+        }
+    }
 }
 
 pub(super) fn apply_campaign(
@@ -347,14 +371,7 @@ pub(super) fn commit_intents(
                             &request.endpoint_id,
                             &request.trigger,
                         ),
-                        &PendingIntent {
-                            project_id: run.project_id.to_string(),
-                            campaign_id: run.campaign_id.to_string(),
-                            run_id: run.run_id.to_string(),
-                            endpoint_id: request.endpoint_id.clone(),
-                            trigger: request.trigger.clone(),
-                            intent: intent.clone(),
-                        },
+                        &(),
                         Space::Data,
                     );
                 }

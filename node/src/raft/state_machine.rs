@@ -298,7 +298,8 @@ pub(super) enum Space {
 pub(super) struct Writer<'a> {
     pub(super) store: &'a Store,
     batch: fjall::OwnedWriteBatch,
-    overlay: HashMap<Vec<u8>, Option<Vec<u8>>>,
+    /// Keys and values are shared with the batch (reference-counted slices), not copied.
+    overlay: HashMap<fjall::UserKey, Option<fjall::UserValue>>,
     /// Keys written with [`Self::put_blind`].
     blind: Vec<Vec<u8>>,
 }
@@ -327,16 +328,16 @@ impl<'a> Writer<'a> {
         let bytes = codec::encode(value);
         match space {
             Space::Data => {
+                let key = fjall::UserKey::from(key);
+                let value = fjall::UserValue::from(bytes);
                 self.batch
-                    .insert(&self.store.data, key.clone(), bytes.clone());
-                self.overlay.insert(key, Some(bytes));
+                    .insert(&self.store.data, key.clone(), value.clone());
+                self.overlay.insert(key, Some(value));
             }
             Space::State => self.batch.insert(&self.store.raft_state, key, bytes),
         }
     }
 
-    /// Writes a record no later operation of the entry reads (an event): no overlay copy of
-    /// its value, only its key, so `delete_prefix` still sees it.
     pub(super) fn put_blind<T: Serialize>(&mut self, key: Vec<u8>, value: &T) {
         self.batch
             .insert(&self.store.data, key.clone(), codec::encode(value));
@@ -344,6 +345,7 @@ impl<'a> Writer<'a> {
     }
 
     pub(super) fn delete(&mut self, key: Vec<u8>) {
+        let key = fjall::UserKey::from(key);
         self.batch.remove(&self.store.data, key.clone());
         self.overlay.insert(key, None);
     }
@@ -358,7 +360,7 @@ impl<'a> Writer<'a> {
             self.overlay
                 .keys()
                 .filter(|k| k.starts_with(prefix))
-                .cloned(),
+                .map(|k| k.to_vec()),
         );
         for key in doomed {
             self.delete(key);
