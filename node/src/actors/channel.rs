@@ -51,6 +51,8 @@ const POOL_START_TIMEOUT: Duration = Duration::from_secs(10);
 const STOP_GRACE: Duration = Duration::from_secs(5);
 
 /// Work for a channel worker.
+// A single send carries its message inline: boxing it would cost an allocation per send.
+#[allow(clippy::large_enum_variant)]
 pub enum ChannelJob {
     /// Deliver `message` through `provider`, retrying temporary failures, and answer the final
     /// outcome on `reply`.
@@ -62,6 +64,16 @@ pub enum ChannelJob {
         /// Where the final outcome goes.
         reply: RpcReplyPort<DeliveryOutcome>,
     },
+    /// Send messages through one provider, all at once, retrying temporary failures of each;
+    /// answer their final outcomes in order (a campaign page's recipients on one channel).
+    SendMany {
+        /// The provider, built once for the batch.
+        provider: SharedProvider,
+        /// The messages.
+        messages: Vec<OutboundMessage>,
+        /// Where the outcomes go, one per message.
+        reply: RpcReplyPort<Vec<DeliveryOutcome>>,
+    },
 }
 
 impl fmt::Debug for ChannelJob {
@@ -71,6 +83,10 @@ impl fmt::Debug for ChannelJob {
                 .debug_struct("Send")
                 .field("message_id", &message.message_id)
                 .field("channel", &message.channel)
+                .finish_non_exhaustive(),
+            Self::SendMany { messages, .. } => f
+                .debug_struct("SendMany")
+                .field("messages", &messages.len())
                 .finish_non_exhaustive(),
         }
     }
@@ -213,6 +229,24 @@ impl Worker for ChannelWorker {
                     tracing::debug!(
                         message_id = message.message_id,
                         "the caller stopped waiting before the send was answered"
+                    );
+                }
+            }
+            ChannelJob::SendMany {
+                provider,
+                messages,
+                reply,
+            } => {
+                let outcomes = futures::future::join_all(
+                    messages
+                        .iter()
+                        .map(|message| self.send_with_retries(&provider, message)),
+                )
+                .await;
+                if reply.send(outcomes).is_err() {
+                    tracing::debug!(
+                        messages = messages.len(),
+                        "the caller stopped waiting before the sends were answered"
                     );
                 }
             }
@@ -472,6 +506,83 @@ impl ChannelActors {
                 )
             }
         }
+    }
+
+    /// Sends `messages` through `provider` on workers of their channel (all of one channel),
+    /// a job per part of at most the pool's capacity: each part waits for a permit per
+    /// message, so as many messages are in flight as with single sends. Answers one outcome
+    /// per message, in order; UNKNOWN_FAILURE for a part whose worker failed as in
+    /// [`Self::send`].
+    pub async fn send_many(
+        &self,
+        provider: SharedProvider,
+        mut messages: Vec<OutboundMessage>,
+    ) -> Vec<DeliveryOutcome> {
+        let Some(channel) = messages.first().map(|message| message.channel) else {
+            return Vec::new();
+        };
+        let failed = |count: usize, reason: String| {
+            vec![DeliveryOutcome::new(DeliveryStatus::UnknownFailure, reason); count]
+        };
+        let pool = match self.pool(channel).await {
+            Ok(pool) => pool,
+            Err(error) => return failed(messages.len(), error),
+        };
+        let mut outcomes = Vec::with_capacity(messages.len());
+        while !messages.is_empty() {
+            let rest = messages.split_off(messages.len().min(self.settings.capacity()));
+            let part = std::mem::replace(&mut messages, rest);
+            let count = part.len();
+            let Ok(_permits) = pool.permits.acquire_many(count as u32).await else {
+                outcomes.extend(failed(count, "delivery is closed".to_string()));
+                continue;
+            };
+            let answer = pool
+                .factory
+                .call_job(
+                    (),
+                    |reply| ChannelJob::SendMany {
+                        provider: Arc::clone(&provider),
+                        messages: part,
+                        reply,
+                    },
+                    Some(self.settings.answer_timeout()),
+                )
+                .await;
+            match answer {
+                Ok(CallResult::Success(answered)) if answered.len() == count => {
+                    outcomes.extend(answered);
+                }
+                Ok(CallResult::Success(_)) | Ok(CallResult::SenderError) => {
+                    outcomes.extend(failed(
+                        count,
+                        format!(
+                            "the {} channel worker stopped before answering",
+                            channel.as_str()
+                        ),
+                    ));
+                }
+                Ok(CallResult::Timeout) => outcomes.extend(failed(
+                    count,
+                    format!(
+                        "no answer from the {} channel worker within {} s",
+                        channel.as_str(),
+                        self.settings.answer_timeout().as_secs()
+                    ),
+                )),
+                Err(_) => {
+                    self.forget(channel, &pool);
+                    outcomes.extend(failed(
+                        count,
+                        format!(
+                            "the {} channel worker pool is not running",
+                            channel.as_str()
+                        ),
+                    ));
+                }
+            }
+        }
+        outcomes
     }
 
     /// Stops every pool: in-flight sends get a few seconds to finish, queued ones and later

@@ -97,6 +97,28 @@ impl Delivery {
             .await
     }
 
+    /// Like [`Self::send_waiting`] for messages of one channel through one provider. Without
+    /// a rate they go to the channel actors as one batch; with one, each goes out on its own
+    /// turn, so receivers see them spread at the rate. Answers one outcome per message, in
+    /// order.
+    pub async fn send_many_waiting(
+        &self,
+        provider: &SharedProvider,
+        messages: Vec<OutboundMessage>,
+        rate_per_second: Option<u32>,
+        active_nodes: usize,
+    ) -> Vec<DeliveryOutcome> {
+        if rate_per_second.is_some() {
+            return futures::future::join_all(messages.iter().map(|message| {
+                self.send_waiting(provider, message, rate_per_second, active_nodes)
+            }))
+            .await;
+        }
+        self.actors
+            .send_many(std::sync::Arc::clone(provider), messages)
+            .await
+    }
+
     /// Stops the channel actors: in-flight sends get a few seconds to finish, later sends
     /// answer UNKNOWN_FAILURE. Dropping the pipeline stops them too, without waiting.
     pub async fn stop(&self) {

@@ -217,8 +217,44 @@ fn page_phase(phase: &'static str, started: std::time::Instant) {
         .record(started.elapsed().as_secs_f64());
 }
 
+/// Sends handed to the channel workers as one batch (unpaced campaigns).
+const SEND_BATCH: usize = 64;
+
+/// Adds the outcomes of finished sends to `ready`; a send skipped because the shard's
+/// leadership moved (None) sets `deposed`.
+fn take_outcomes(
+    batch: Vec<Option<IntentOutcome>>,
+    ready: &mut Vec<IntentOutcome>,
+    deposed: &mut bool,
+) {
+    for outcome in batch {
+        match outcome {
+            Some(outcome) => ready.push(outcome),
+            None => *deposed = true,
+        }
+    }
+}
+
 /// A pending intent with its record, as a new leader re-dispatches it.
 type PendingSend = (PendingIntent, SendIntent);
+
+/// The outcome of a send to `endpoint` to commit, with its message event.
+fn outcome_of(
+    endpoint: &Endpoint,
+    trigger: &str,
+    outcome: crate::channels::DeliveryOutcome,
+) -> IntentOutcome {
+    IntentOutcome {
+        endpoint_id: endpoint.endpoint_id.clone(),
+        trigger: trigger.to_string(),
+        status: to_intent_status(outcome.status),
+        reason: outcome.status_message,
+        event: Some(OutcomeEvent {
+            event_type: send_event_type(endpoint.channel_type).to_string(),
+            delivery_status: outcome.status.as_str().to_string(),
+        }),
+    }
+}
 
 fn to_intent_status(status: DeliveryStatus) -> IntentStatus {
     match status {
@@ -479,17 +515,83 @@ impl Cluster {
                 "the campaign has no message",
             ),
         };
-        let event = OutcomeEvent {
-            event_type: send_event_type(endpoint.channel_type).to_string(),
-            delivery_status: outcome.status.as_str().to_string(),
-        };
-        Some(IntentOutcome {
-            endpoint_id: endpoint.endpoint_id.clone(),
-            trigger: trigger.to_string(),
-            status: to_intent_status(outcome.status),
-            reason: outcome.status_message,
-            event: Some(event),
-        })
+        Some(outcome_of(endpoint, trigger, outcome))
+    }
+
+    /// [`Self::dispatch`] for a batch of committed intents of an unpaced campaign: the pause
+    /// and the leadership are checked once for the batch, and the messages go to their
+    /// channel's workers together.
+    async fn dispatch_many(
+        &self,
+        ctx: &RunContext,
+        lease: Lease,
+        sends: Vec<(&Endpoint, String, SendIntent)>,
+    ) -> Vec<Option<IntentOutcome>> {
+        if !self
+            .wait_while_paused(&ctx.campaign.project_id, &ctx.campaign.campaign_id)
+            .await
+        {
+            return sends
+                .into_iter()
+                .map(|(endpoint, trigger, _)| {
+                    Some(IntentOutcome {
+                        endpoint_id: endpoint.endpoint_id.clone(),
+                        trigger,
+                        status: IntentStatus::Failed,
+                        reason: "the campaign was deleted before the send".into(),
+                        event: None,
+                    })
+                })
+                .collect();
+        }
+        if !self.still_leads(lease) {
+            // As in `dispatch`: the new leader re-dispatches these intents.
+            return vec![None; sends.len()];
+        }
+        let mut recipients = Vec::with_capacity(sends.len());
+        let mut without_message = Vec::new();
+        for (position, (endpoint, _, intent)) in sends.iter().enumerate() {
+            match ctx
+                .compiled
+                .get(intent.treatment as usize)
+                .or(ctx.compiled.first())
+            {
+                Some(compiled) => recipients.push((
+                    compiled,
+                    *endpoint,
+                    SendAs {
+                        message_id: &intent.message_id,
+                        origination_number: "",
+                        wait: true,
+                    },
+                )),
+                None => without_message.push(position),
+            }
+        }
+        let mut delivered = self
+            .render_and_send_many(&ctx.settings, &recipients)
+            .await
+            .into_iter();
+        sends
+            .iter()
+            .enumerate()
+            .map(|(position, (endpoint, trigger, _))| {
+                let outcome = if without_message.contains(&position) {
+                    crate::channels::DeliveryOutcome::new(
+                        DeliveryStatus::PermanentFailure,
+                        "the campaign has no message",
+                    )
+                } else {
+                    delivered.next().unwrap_or_else(|| {
+                        crate::channels::DeliveryOutcome::new(
+                            DeliveryStatus::UnknownFailure,
+                            "the send was not answered",
+                        )
+                    })
+                };
+                Some(outcome_of(endpoint, trigger, outcome))
+            })
+            .collect()
     }
 
     /// This node's leadership of `group` now, if it leads it.
@@ -937,12 +1039,30 @@ impl Cluster {
                     .map(|endpoint| (endpoint, trigger, intent))
             })
             .collect();
-        let outcomes: FuturesUnordered<BoxFuture<'_, Option<IntentOutcome>>> = sends
-            .into_iter()
-            .map(|(endpoint, trigger, intent)| {
-                async move { self.dispatch(ctx, lease, endpoint, &trigger, &intent).await }.boxed()
-            })
-            .collect();
+        let outcomes: FuturesUnordered<BoxFuture<'_, Vec<Option<IntentOutcome>>>> =
+            if ctx.limits.messages_per_second == 0 {
+                // Unpaced: the page goes out in batches, each checked and handed over once.
+                let mut sends = sends;
+                let mut batches = Vec::new();
+                while !sends.is_empty() {
+                    let rest = sends.split_off(sends.len().min(SEND_BATCH));
+                    batches.push(std::mem::replace(&mut sends, rest));
+                }
+                batches
+                    .into_iter()
+                    .map(|batch| async move { self.dispatch_many(ctx, lease, batch).await }.boxed())
+                    .collect()
+            } else {
+                sends
+                    .into_iter()
+                    .map(|(endpoint, trigger, intent)| {
+                        async move {
+                            vec![self.dispatch(ctx, lease, endpoint, &trigger, &intent).await]
+                        }
+                        .boxed()
+                    })
+                    .collect()
+            };
         let sends_started = std::time::Instant::now();
         let committed = self
             .commit_outcomes_as_they_come(index, run, outcomes)
@@ -959,7 +1079,7 @@ impl Cluster {
         &self,
         index: usize,
         run: RunRef<'_>,
-        mut outcomes: FuturesUnordered<BoxFuture<'_, Option<IntentOutcome>>>,
+        mut outcomes: FuturesUnordered<BoxFuture<'_, Vec<Option<IntentOutcome>>>>,
     ) -> Result<()> {
         let mut deposed = false;
         let mut ready: Vec<IntentOutcome> = Vec::new();
@@ -990,21 +1110,20 @@ impl Cluster {
             }
             match committing.as_mut() {
                 None if outcomes.is_empty() => break,
-                None => match outcomes.next().await {
-                    Some(Some(outcome)) => ready.push(outcome),
-                    Some(None) => deposed = true,
-                    None => {}
-                },
+                None => {
+                    if let Some(batch) = outcomes.next().await {
+                        take_outcomes(batch, &mut ready, &mut deposed);
+                    }
+                }
                 Some(proposal) => {
                     tokio::select! {
                         committed = proposal => {
                             committing = None;
                             committed?;
                         }
-                        Some(outcome) = outcomes.next(), if !outcomes.is_empty() => match outcome {
-                            Some(outcome) => ready.push(outcome),
-                            None => deposed = true,
-                        },
+                        Some(batch) = outcomes.next(), if !outcomes.is_empty() => {
+                            take_outcomes(batch, &mut ready, &mut deposed);
+                        }
                     }
                 }
             }
@@ -1144,7 +1263,7 @@ impl Cluster {
                 campaign_id: &campaign_id,
                 run_id: &run_id,
             };
-            let outcomes: FuturesUnordered<BoxFuture<'_, Option<IntentOutcome>>> = intents
+            let outcomes: FuturesUnordered<BoxFuture<'_, Vec<Option<IntentOutcome>>>> = intents
                 .iter()
                 .map(|(pending, intent)| {
                     let ctx = ctx.as_ref();
@@ -1154,7 +1273,7 @@ impl Cluster {
                             tag::ENDPOINT,
                             &[&pending.project_id, &pending.endpoint_id],
                         ));
-                        match (ctx, endpoint) {
+                        let outcome = match (ctx, endpoint) {
                             (Some(ctx), Ok(Some(endpoint))) => {
                                 self.dispatch(ctx, lease, &endpoint, &pending.trigger, intent)
                                     .await
@@ -1167,7 +1286,8 @@ impl Cluster {
                                     .into(),
                                 event: None,
                             }),
-                        }
+                        };
+                        vec![outcome]
                     }
                     .boxed()
                 })

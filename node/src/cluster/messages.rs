@@ -102,6 +102,54 @@ pub(crate) struct SendAs<'a> {
 /// The request's content compiled once, per kind.
 pub(crate) type Compiled = BTreeMap<TemplateType, Arc<CompiledTemplate>>;
 
+/// A message rendered for one recipient: for the inbox, or for a provider.
+enum Rendered {
+    InApp(crate::domain::template::InAppTemplate),
+    Outbound(OutboundMessage),
+}
+
+/// Renders the content of `endpoint`'s channel; a failure is the send's outcome.
+fn render_for(
+    compiled: &Compiled,
+    endpoint: &Endpoint,
+    substitutions: &BTreeMap<String, Vec<String>>,
+    how: &SendAs<'_>,
+) -> std::result::Result<Rendered, DeliveryOutcome> {
+    let channel = endpoint.channel_type;
+    let kind = content_type_for(channel);
+    let Some(template) = compiled.get(&kind) else {
+        return Err(DeliveryOutcome::new(
+            DeliveryStatus::PermanentFailure,
+            format!(
+                "the message has no {} content for channel {}",
+                kind.as_str(),
+                channel.as_str()
+            ),
+        ));
+    };
+    let context = RenderContext::for_endpoint_with(
+        endpoint,
+        substitutions,
+        &BTreeMap::new(),
+        template.context_roots(),
+    );
+    let content = template.render(&context).map_err(|error| {
+        DeliveryOutcome::new(DeliveryStatus::PermanentFailure, error.to_string())
+    })?;
+    Ok(match (channel, content) {
+        (ChannelType::InApp, RenderedMessage::InApp(in_app)) => Rendered::InApp(in_app),
+        (_, content) => Rendered::Outbound(OutboundMessage {
+            message_id: how.message_id.to_string(),
+            project_id: endpoint.project_id.clone(),
+            endpoint_id: (!endpoint.endpoint_id.is_empty()).then(|| endpoint.endpoint_id.clone()),
+            channel,
+            address: endpoint.address.clone(),
+            content,
+            origination_number: how.origination_number.to_string(),
+        }),
+    })
+}
+
 pub(crate) fn new_message_id() -> String {
     uuid::Uuid::new_v4().simple().to_string()
 }
@@ -225,54 +273,17 @@ impl Cluster {
         substitutions: &BTreeMap<String, Vec<String>>,
         how: SendAs<'_>,
     ) -> DeliveryOutcome {
-        let SendAs {
-            message_id,
-            origination_number,
-            wait,
-        } = how;
-        let channel = endpoint.channel_type;
-        let kind = content_type_for(channel);
-        let Some(template) = compiled.get(&kind) else {
-            return DeliveryOutcome::new(
-                DeliveryStatus::PermanentFailure,
-                format!(
-                    "the message has no {} content for channel {}",
-                    kind.as_str(),
-                    channel.as_str()
-                ),
-            );
-        };
-        let context = RenderContext::for_endpoint_with(
-            endpoint,
-            substitutions,
-            &BTreeMap::new(),
-            template.context_roots(),
-        );
-        let content = match template.render(&context) {
-            Ok(content) => content,
-            Err(error) => {
-                return DeliveryOutcome::new(DeliveryStatus::PermanentFailure, error.to_string());
+        let outcome = match render_for(compiled, endpoint, substitutions, &how) {
+            Err(failed) => failed,
+            Ok(Rendered::InApp(in_app)) => {
+                self.put_inbox_message(endpoint, how.message_id, in_app)
+                    .await
             }
-        };
-        let outcome = match (channel, content) {
-            (ChannelType::InApp, RenderedMessage::InApp(in_app)) => {
-                self.put_inbox_message(endpoint, message_id, in_app).await
-            }
-            (_, content) => {
-                let message = OutboundMessage {
-                    message_id: message_id.to_string(),
-                    project_id: endpoint.project_id.clone(),
-                    endpoint_id: (!endpoint.endpoint_id.is_empty())
-                        .then(|| endpoint.endpoint_id.clone()),
-                    channel,
-                    address: endpoint.address.clone(),
-                    content,
-                    origination_number: origination_number.to_string(),
-                };
+            Ok(Rendered::Outbound(message)) => {
                 let provider = provider_for(message.channel, settings, &self.outbox);
                 let rate = channel_rate(settings, message.channel);
                 let nodes = self.active_node_count();
-                if wait {
+                if how.wait {
                     self.delivery
                         .send_waiting(&provider, &message, rate, nodes)
                         .await
@@ -281,11 +292,66 @@ impl Cluster {
                 }
             }
         };
+        self.after_send(endpoint, &outcome).await;
+        outcome
+    }
+
+    /// [`Self::render_and_send`] for many recipients, waiting for the rate: the messages of
+    /// each channel go to its workers as one batch. Answers one outcome per recipient, in
+    /// order.
+    pub(crate) async fn render_and_send_many(
+        &self,
+        settings: &ChannelSettings,
+        recipients: &[(&Compiled, &Endpoint, SendAs<'_>)],
+    ) -> Vec<DeliveryOutcome> {
+        let mut outcomes: Vec<Option<DeliveryOutcome>> = vec![None; recipients.len()];
+        let mut by_channel: BTreeMap<ChannelType, (Vec<usize>, Vec<OutboundMessage>)> =
+            BTreeMap::new();
+        for (index, (compiled, endpoint, how)) in recipients.iter().enumerate() {
+            match render_for(compiled, endpoint, &BTreeMap::new(), how) {
+                Err(failed) => outcomes[index] = Some(failed),
+                Ok(Rendered::InApp(in_app)) => {
+                    outcomes[index] = Some(
+                        self.put_inbox_message(endpoint, how.message_id, in_app)
+                            .await,
+                    );
+                }
+                Ok(Rendered::Outbound(message)) => {
+                    let (indexes, messages) = by_channel.entry(message.channel).or_default();
+                    indexes.push(index);
+                    messages.push(message);
+                }
+            }
+        }
+        let nodes = self.active_node_count();
+        for (channel, (indexes, messages)) in by_channel {
+            let provider = provider_for(channel, settings, &self.outbox);
+            let rate = channel_rate(settings, channel);
+            let answered = self
+                .delivery
+                .send_many_waiting(&provider, messages, rate, nodes)
+                .await;
+            for (index, outcome) in indexes.into_iter().zip(answered) {
+                outcomes[index] = Some(outcome);
+            }
+        }
+        let mut answered = Vec::with_capacity(recipients.len());
+        for ((_, endpoint, _), outcome) in recipients.iter().zip(outcomes) {
+            let outcome = outcome.unwrap_or_else(|| {
+                DeliveryOutcome::new(DeliveryStatus::UnknownFailure, "the send was not answered")
+            });
+            self.after_send(endpoint, &outcome).await;
+            answered.push(outcome);
+        }
+        answered
+    }
+
+    /// A stored endpoint whose provider says its address does not exist is marked INACTIVE.
+    async fn after_send(&self, endpoint: &Endpoint, outcome: &DeliveryOutcome) {
         if outcome.mark_inactive && !endpoint.endpoint_id.is_empty() {
             self.mark_endpoint_inactive(&endpoint.project_id, &endpoint.endpoint_id)
                 .await;
         }
-        outcome
     }
 
     /// Hands a message to its channel's provider through the delivery pipeline: the project's
