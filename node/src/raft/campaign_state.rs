@@ -322,6 +322,13 @@ pub(super) fn commit_intents(
 ) -> io::Result<ShardOpResult> {
     let part_key = part_key(group, run);
     let mut part: RunPart = writer.get(&part_key)?.unwrap_or_default();
+    let high_water_key = keys::data_key(
+        group,
+        tag::RUN_HIGH_WATER,
+        &[run.project_id, run.campaign_id, run.run_id],
+    );
+    let mut high_water: Option<String> = writer.get(&high_water_key)?;
+    let high_water_before = high_water.clone();
     let day = day_of(now_ms);
     let mut answers = Vec::with_capacity(intents.len());
     for request in intents {
@@ -332,9 +339,19 @@ pub(super) fn commit_intents(
             &request.endpoint_id,
             &request.trigger,
         );
-        if let Some(existing) = writer.get::<SendIntent>(&key)? {
+        // Passes go through a run's members in order, so most intents are beyond every one
+        // committed so far and cannot exist yet.
+        let scheduled = request.trigger.is_empty();
+        let beyond = scheduled
+            && high_water
+                .as_deref()
+                .is_none_or(|high| request.endpoint_id.as_str() > high);
+        if !beyond && let Some(existing) = writer.get::<SendIntent>(&key)? {
             answers.push(IntentAnswer::Existing(existing));
             continue;
+        }
+        if beyond {
+            high_water = Some(request.endpoint_id.clone());
         }
         let mut intent = SendIntent {
             message_id: request.message_id.clone(),
@@ -384,6 +401,11 @@ pub(super) fn commit_intents(
         part.counts.count_new(intent.status);
         writer.put(key, &intent, Space::Data);
         answers.push(IntentAnswer::New(intent));
+    }
+    if high_water != high_water_before
+        && let Some(high_water) = &high_water
+    {
+        writer.put(high_water_key, high_water, Space::Data);
     }
     writer.put(part_key, &part, Space::Data);
     Ok(ShardOpResult::Intents(answers))
@@ -445,23 +467,24 @@ pub(super) fn commit_outcomes(
             }
         }
         if let Some(sent) = &outcome.event {
-            let event = Event {
-                event_type: sent.event_type.clone(),
-                timestamp: timestamp.clone(),
+            let treatment = intent.treatment.to_string();
+            let event = MessageEvent {
+                event_type: &sent.event_type,
+                timestamp: &timestamp,
                 attributes: std::collections::BTreeMap::from([
-                    ("message_id".to_string(), intent.message_id.clone()),
-                    ("delivery_status".to_string(), sent.delivery_status.clone()),
-                    ("campaign_id".to_string(), run.campaign_id.to_string()),
-                    ("treatment_id".to_string(), intent.treatment.to_string()),
-                    ("campaign_activity_id".to_string(), run.run_id.to_string()),
+                    ("message_id", intent.message_id.as_str()),
+                    ("delivery_status", sent.delivery_status.as_str()),
+                    ("campaign_id", run.campaign_id),
+                    ("treatment_id", treatment.as_str()),
+                    ("campaign_activity_id", run.run_id),
                 ]),
                 metrics: std::collections::BTreeMap::new(),
                 session: None,
-                app_package_name: String::new(),
-                app_title: String::new(),
-                app_version_code: String::new(),
-                client_sdk_version: String::new(),
-                sdk_name: String::new(),
+                app_package_name: "",
+                app_title: "",
+                app_version_code: "",
+                client_sdk_version: "",
+                sdk_name: "",
             };
             writer.put_blind(
                 keys::data_key(
@@ -481,6 +504,22 @@ pub(super) fn commit_outcomes(
     }
     writer.put(part_key, &part, Space::Data);
     Ok(ShardOpResult::Done)
+}
+
+/// A campaign message's event as stored: it encodes to the same bytes as the [`Event`] it is
+/// read back as (same fields in the same order, borrowed), without building one per message.
+#[derive(serde::Serialize)]
+struct MessageEvent<'a> {
+    event_type: &'a str,
+    timestamp: &'a str,
+    attributes: std::collections::BTreeMap<&'a str, &'a str>,
+    metrics: std::collections::BTreeMap<&'a str, f64>,
+    session: Option<crate::domain::event::Session>,
+    app_package_name: &'a str,
+    app_title: &'a str,
+    app_version_code: &'a str,
+    client_sdk_version: &'a str,
+    sdk_name: &'a str,
 }
 
 /// Applies `FinishRunPart`.
@@ -553,4 +592,110 @@ pub(super) fn count_engagement(
     }
     writer.put(key, &kpi, Space::Data);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::codec;
+
+    fn request(endpoint_id: &str) -> IntentRequest {
+        IntentRequest {
+            endpoint_id: endpoint_id.to_string(),
+            trigger: String::new(),
+            message_id: format!("m-{endpoint_id}"),
+            treatment: 0,
+            status: IntentStatus::Pending,
+            reason: String::new(),
+            event_ms: 0,
+        }
+    }
+
+    /// Commits the intents of `endpoints` in one entry; answers which were new.
+    fn commit(store: &crate::storage::Store, endpoints: &[&str]) -> Vec<bool> {
+        let run = RunRef {
+            project_id: "p",
+            campaign_id: "c",
+            run_id: "s0-1",
+        };
+        let mut writer = Writer::new(store);
+        let requests: Vec<_> = endpoints.iter().map(|e| request(e)).collect();
+        let ShardOpResult::Intents(answers) = commit_intents(
+            1,
+            &mut writer,
+            run,
+            1,
+            &EffectiveLimits::default(),
+            0,
+            &requests,
+        )
+        .unwrap() else {
+            panic!("not intents")
+        };
+        writer.commit().unwrap();
+        answers
+            .iter()
+            .map(|answer| matches!(answer, IntentAnswer::New(_)))
+            .collect()
+    }
+
+    /// An endpoint gets one intent per run whatever order its pages come in: the shortcut
+    /// for endpoints beyond every committed one never admits a second intent, in a later
+    /// entry or twice in one entry.
+    #[test]
+    fn one_intent_per_endpoint_and_run_in_any_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::storage::Store::open(dir.path()).unwrap();
+        assert_eq!(commit(&store, &["b", "d"]), [true, true]);
+        assert_eq!(
+            commit(&store, &["a", "b", "c", "d", "e", "e"]),
+            [true, false, true, false, true, false]
+        );
+        assert_eq!(
+            commit(&store, &["a", "c", "e", "f"]),
+            [false, false, false, true]
+        );
+    }
+
+    /// A message event written without building an `Event` reads back as that event.
+    #[test]
+    fn message_events_decode_as_events() {
+        let record = MessageEvent {
+            event_type: "_email.send",
+            timestamp: "2026-12-08T09:00:00.000Z",
+            attributes: std::collections::BTreeMap::from([
+                ("message_id", "m1"),
+                ("delivery_status", "SUCCESSFUL"),
+                ("campaign_id", "c1"),
+                ("treatment_id", "2"),
+                ("campaign_activity_id", "s0-1"),
+            ]),
+            metrics: std::collections::BTreeMap::new(),
+            session: None,
+            app_package_name: "",
+            app_title: "",
+            app_version_code: "",
+            client_sdk_version: "",
+            sdk_name: "",
+        };
+        let event: Event = codec::decode(&codec::encode(&record)).unwrap();
+        let expected = Event {
+            event_type: "_email.send".into(),
+            timestamp: "2026-12-08T09:00:00.000Z".into(),
+            attributes: record
+                .attributes
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            metrics: std::collections::BTreeMap::new(),
+            session: None,
+            app_package_name: String::new(),
+            app_title: String::new(),
+            app_version_code: String::new(),
+            client_sdk_version: String::new(),
+            sdk_name: String::new(),
+        };
+        assert_eq!(codec::encode(&record), codec::encode(&expected));
+        assert_eq!(event, expected);
+    }
 }

@@ -305,7 +305,7 @@ pub(super) struct Writer<'a> {
 }
 
 impl<'a> Writer<'a> {
-    fn new(store: &'a Store) -> Self {
+    pub(super) fn new(store: &'a Store) -> Self {
         Self {
             store,
             batch: store.db.batch(),
@@ -368,7 +368,7 @@ impl<'a> Writer<'a> {
         Ok(())
     }
 
-    fn commit(self) -> io::Result<()> {
+    pub(super) fn commit(self) -> io::Result<()> {
         self.batch.commit().map_err(io::Error::other)
     }
 }
@@ -1140,6 +1140,7 @@ fn apply_shard_op(
                 tag::PENDING_INTENT,
                 tag::ENDPOINT_CAPS,
                 tag::RUN_PART,
+                tag::RUN_HIGH_WATER,
                 tag::CAMPAIGN_KPI,
                 tag::IMPORTED,
             ] {

@@ -63,6 +63,10 @@ pub mod tag {
     /// Shard: an endpoint's place in the imported segment of an import job (SEG-3),
     /// `i | project | endpoint | import job`; removed with the endpoint.
     pub const IMPORTED: u8 = b'i';
+    /// Shard: the greatest endpoint id with an intent in a scheduled run (triggered intents
+    /// aside), `h | project | campaign | run`: an endpoint beyond it has no intent yet, so
+    /// committing its intent needs no lookup.
+    pub const RUN_HIGH_WATER: u8 = b'h';
     /// Shard: KPI counts, `k | project | campaign | day (10 digits) | treatment (10 digits)`.
     pub const CAMPAIGN_KPI: u8 = b'k';
 }
