@@ -468,24 +468,17 @@ pub(super) fn commit_outcomes(
         }
         if let Some(sent) = &outcome.event {
             let treatment = intent.treatment.to_string();
-            let event = MessageEvent {
-                event_type: &sent.event_type,
-                timestamp: &timestamp,
-                attributes: std::collections::BTreeMap::from([
+            let event = MessageEvent::new(
+                &sent.event_type,
+                &timestamp,
+                [
                     ("message_id", intent.message_id.as_str()),
                     ("delivery_status", sent.delivery_status.as_str()),
                     ("campaign_id", run.campaign_id),
                     ("treatment_id", treatment.as_str()),
                     ("campaign_activity_id", run.run_id),
-                ]),
-                metrics: std::collections::BTreeMap::new(),
-                session: None,
-                app_package_name: "",
-                app_title: "",
-                app_version_code: "",
-                client_sdk_version: "",
-                sdk_name: "",
-            };
+                ],
+            );
             writer.put_blind(
                 keys::data_key(
                     group,
@@ -520,6 +513,24 @@ struct MessageEvent<'a> {
     app_version_code: &'a str,
     client_sdk_version: &'a str,
     sdk_name: &'a str,
+}
+
+impl<'a> MessageEvent<'a> {
+    /// An event of `event_type` at `timestamp` with `attributes` and nothing else.
+    fn new(event_type: &'a str, timestamp: &'a str, attributes: [(&'a str, &'a str); 5]) -> Self {
+        Self {
+            event_type,
+            timestamp,
+            attributes: std::collections::BTreeMap::from(attributes),
+            metrics: std::collections::BTreeMap::new(),
+            session: None,
+            app_package_name: "",
+            app_title: "",
+            app_version_code: "",
+            client_sdk_version: "",
+            sdk_name: "",
+        }
+    }
 }
 
 /// Applies `FinishRunPart`.
@@ -660,24 +671,17 @@ mod tests {
     /// A message event written without building an `Event` reads back as that event.
     #[test]
     fn message_events_decode_as_events() {
-        let record = MessageEvent {
-            event_type: "_email.send",
-            timestamp: "2026-12-08T09:00:00.000Z",
-            attributes: std::collections::BTreeMap::from([
+        let record = MessageEvent::new(
+            "_email.send",
+            "2026-12-08T09:00:00.000Z",
+            [
                 ("message_id", "m1"),
                 ("delivery_status", "SUCCESSFUL"),
                 ("campaign_id", "c1"),
                 ("treatment_id", "2"),
                 ("campaign_activity_id", "s0-1"),
-            ]),
-            metrics: std::collections::BTreeMap::new(),
-            session: None,
-            app_package_name: "",
-            app_title: "",
-            app_version_code: "",
-            client_sdk_version: "",
-            sdk_name: "",
-        };
+            ],
+        );
         let event: Event = codec::decode(&codec::encode(&record)).unwrap();
         let expected = Event {
             event_type: "_email.send".into(),
