@@ -463,7 +463,8 @@ impl Cluster {
         state
     }
 
-    /// Sends one committed intent and answers its outcome, with the message event.
+    /// Sends one committed intent after its turn of the campaign's messages per second, and
+    /// answers its outcome, with the message event.
     async fn dispatch(
         &self,
         ctx: &RunContext,
@@ -474,53 +475,19 @@ impl Cluster {
     ) -> Option<IntentOutcome> {
         self.pace(&ctx.campaign.campaign_id, ctx.limits.messages_per_second)
             .await;
-        if !self
-            .wait_while_paused(&ctx.campaign.project_id, &ctx.campaign.campaign_id)
-            .await
-        {
-            return Some(IntentOutcome {
-                endpoint_id: endpoint.endpoint_id.clone(),
-                trigger: trigger.to_string(),
-                status: IntentStatus::Failed,
-                reason: "the campaign was deleted before the send".into(),
-                event: None,
-            });
-        }
-        if !self.still_leads(lease) {
-            // Another node leads the shard now and re-dispatches this intent itself: sending
-            // here too would repeat the message without any crash.
-            return None;
-        }
-        let compiled = ctx
-            .compiled
-            .get(intent.treatment as usize)
-            .or(ctx.compiled.first());
-        let outcome = match compiled {
-            Some(compiled) => {
-                self.render_and_send(
-                    &ctx.settings,
-                    compiled,
-                    endpoint,
-                    &BTreeMap::new(),
-                    SendAs {
-                        message_id: &intent.message_id,
-                        origination_number: "",
-                        wait: true,
-                    },
-                )
-                .await
-            }
-            None => crate::channels::DeliveryOutcome::new(
-                DeliveryStatus::PermanentFailure,
-                "the campaign has no message",
-            ),
-        };
-        Some(outcome_of(endpoint, trigger, outcome))
+        self.dispatch_many(
+            ctx,
+            lease,
+            vec![(endpoint, trigger.to_string(), intent.clone())],
+        )
+        .await
+        .pop()
+        .flatten()
     }
 
-    /// [`Self::dispatch`] for a batch of committed intents of an unpaced campaign: the pause
-    /// and the leadership are checked once for the batch, and the messages go to their
-    /// channel's workers together.
+    /// Sends committed intents and answers their outcomes (None for a send skipped because
+    /// another node leads the shard now), with the message events: the pause and the
+    /// leadership are checked once, and the messages of a channel go to its workers together.
     async fn dispatch_many(
         &self,
         ctx: &RunContext,
@@ -545,52 +512,38 @@ impl Cluster {
                 .collect();
         }
         if !self.still_leads(lease) {
-            // As in `dispatch`: the new leader re-dispatches these intents.
+            // Another node leads the shard now and re-dispatches these intents itself: sending
+            // here too would repeat the messages without any crash.
             return vec![None; sends.len()];
         }
-        let mut recipients = Vec::with_capacity(sends.len());
-        let mut without_message = Vec::new();
-        for (position, (endpoint, _, intent)) in sends.iter().enumerate() {
-            match ctx
-                .compiled
-                .get(intent.treatment as usize)
-                .or(ctx.compiled.first())
-            {
-                Some(compiled) => recipients.push((
-                    compiled,
-                    *endpoint,
-                    SendAs {
+        let outcomes = if ctx.compiled.is_empty() {
+            let none = crate::channels::DeliveryOutcome::new(
+                DeliveryStatus::PermanentFailure,
+                "the campaign has no message",
+            );
+            vec![none; sends.len()]
+        } else {
+            let recipients: Vec<_> = sends
+                .iter()
+                .map(|(endpoint, _, intent)| {
+                    let compiled = ctx
+                        .compiled
+                        .get(intent.treatment as usize)
+                        .unwrap_or(&ctx.compiled[0]);
+                    let how = SendAs {
                         message_id: &intent.message_id,
                         origination_number: "",
                         wait: true,
-                    },
-                )),
-                None => without_message.push(position),
-            }
-        }
-        let mut delivered = self
-            .render_and_send_many(&ctx.settings, &recipients)
-            .await
-            .into_iter();
+                    };
+                    (compiled, *endpoint, how)
+                })
+                .collect();
+            self.render_and_send_many(&ctx.settings, &recipients).await
+        };
         sends
             .iter()
-            .enumerate()
-            .map(|(position, (endpoint, trigger, _))| {
-                let outcome = if without_message.contains(&position) {
-                    crate::channels::DeliveryOutcome::new(
-                        DeliveryStatus::PermanentFailure,
-                        "the campaign has no message",
-                    )
-                } else {
-                    delivered.next().unwrap_or_else(|| {
-                        crate::channels::DeliveryOutcome::new(
-                            DeliveryStatus::UnknownFailure,
-                            "the send was not answered",
-                        )
-                    })
-                };
-                Some(outcome_of(endpoint, trigger, outcome))
-            })
+            .zip(outcomes)
+            .map(|((endpoint, trigger, _), outcome)| Some(outcome_of(endpoint, trigger, outcome)))
             .collect()
     }
 
